@@ -1,0 +1,177 @@
+"""What an appliance reports: the heartbeat and the observed state inside it.
+
+Observed state has the shape of the desired domains (``schemas.config``) so
+the planner can compare like with like, but it is lenient where the desired
+models are strict: it describes what *is* on the box, and a box that drifted
+outside the rules (a share outside /srv, a user with a capital letter) must
+still be reportable. Every string and list is bounded so a heartbeat stays
+small (the API also caps the body at 64 KiB).
+
+The agent (``ansible/roles/agent/files/hearth-agent.py``, standard library
+only) produces exactly this shape; ``tests`` check the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Str = Annotated[str, Field(max_length=512)]
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+Revision = Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
+
+
+class Observed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObservedUser(Observed):
+    name: Name
+    uid: int | None = None
+    full_name: Str = ""
+    groups: Annotated[list[Name], Field(max_length=256)] = []
+    """Supplementary groups, sorted."""
+    shell: Str = ""
+    ssh_keys: Annotated[list[Annotated[str, Field(max_length=16384)]], Field(max_length=64)] = []
+    has_password: bool = False
+
+
+class ObservedGroup(Observed):
+    name: Name
+    gid: int | None = None
+
+
+class ObservedUsers(Observed):
+    users: Annotated[list[ObservedUser], Field(max_length=2000)] = []
+    """Accounts with a uid in the regular range (1000-60000); system accounts are not reported."""
+    groups: Annotated[list[ObservedGroup], Field(max_length=2000)] = []
+
+
+class ObservedRecord(Observed):
+    """One resource record as the zone file holds it, rdata as presentation text."""
+
+    name: Name
+    type: Literal["A", "AAAA", "CNAME", "MX", "TXT", "SRV", "PTR", "NS", "SOA"]
+    ttl: int | None = None
+    data: Annotated[str, Field(max_length=4096)]
+
+
+class ObservedZone(Observed):
+    name: Name
+    serial: int | None = None
+    records: Annotated[list[ObservedRecord], Field(max_length=5000)] = []
+    valid: bool = True
+    """named-checkzone accepted the file."""
+
+
+class ObservedDns(Observed):
+    zones: Annotated[list[ObservedZone], Field(max_length=200)] = []
+    forwarders: Annotated[list[Name], Field(max_length=16)] = []
+
+
+class ObservedShare(Observed):
+    name: Name
+    path: Str
+    comment: Str = ""
+    read_only: bool = False
+    browseable: bool = True
+    valid_users: Annotated[list[Name], Field(max_length=1000)] = []
+    valid_groups: Annotated[list[Name], Field(max_length=1000)] = []
+    guest_ok: bool = False
+    path_exists: bool = True
+
+
+class ObservedSamba(Observed):
+    workgroup: Str = ""
+    shares: Annotated[list[ObservedShare], Field(max_length=500)] = []
+    samba_users: Annotated[list[Name], Field(max_length=2000)] = []
+    """Accounts in Samba's passdb (pdbedit -L)."""
+
+
+class ObservedMailbox(Observed):
+    address: Name
+    user: Name
+
+
+class ObservedAlias(Observed):
+    address: Name
+    destinations: Annotated[list[Name], Field(max_length=100)]
+
+
+class ObservedMail(Observed):
+    domains: Annotated[list[Name], Field(max_length=200)] = []
+    mailboxes: Annotated[list[ObservedMailbox], Field(max_length=5000)] = []
+    aliases: Annotated[list[ObservedAlias], Field(max_length=5000)] = []
+    relay_host: Str | None = None
+    message_size_limit: int | None = None
+    mailbox_size_limit: int | None = None
+
+
+class ObservedCertificate(Observed):
+    name: Name
+    common_name: Str
+    sans: Annotated[list[Name], Field(max_length=100)] = []
+    key_type: Str = ""
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    issuer: Str = ""
+    fingerprint_sha256: Str = ""
+    chains_to_ca: bool = False
+    consumers: Annotated[list[Name], Field(max_length=8)] = []
+
+
+class ObservedPki(Observed):
+    ca_common_name: Str | None = None
+    ca_fingerprint_sha256: Str | None = None
+    certificates: Annotated[list[ObservedCertificate], Field(max_length=200)] = []
+
+
+class ObservedState(Observed):
+    """The appliance as it is; a domain the box does not run is None."""
+
+    users: ObservedUsers | None = None
+    dns: ObservedDns | None = None
+    samba: ObservedSamba | None = None
+    mail: ObservedMail | None = None
+    pki: ObservedPki | None = None
+
+
+class ServiceHealth(Observed):
+    name: Name
+    status: Literal["running", "stopped", "failed", "unknown"]
+    message: Str = ""
+
+
+FactValue = Annotated[str, Field(max_length=512)] | int | float | bool | None
+
+
+class Heartbeat(Observed):
+    """``POST /api/v1/heartbeat``: the appliance is the token's, never the body's."""
+
+    sequence: Annotated[int, Field(ge=0, le=2**62)]
+    """Strictly increasing per appliance; persisted on the box across restarts."""
+    sent_at: AwareDatetime
+    agent_version: Annotated[str, Field(min_length=1, max_length=64)]
+    applied_revision: Revision | None = None
+    """The commit the last successful run converged the box to, as the box recorded it."""
+    observed: ObservedState = ObservedState()
+    services: Annotated[list[ServiceHealth], Field(max_length=32)] = []
+    facts: Annotated[dict[Annotated[str, Field(max_length=64)], FactValue],
+                     Field(max_length=64)] = {}
+
+
+class HeartbeatAck(BaseModel):
+    """The answer to a heartbeat."""
+
+    model_config = ConfigDict(frozen=True)
+
+    accepted_sequence: int
+    desired_revision: Revision | None
+    """Head of the tenant's main the appliance should converge to."""
+    next_interval_seconds: int
+
+
+def observed_from_json(data: dict[str, Any]) -> ObservedState:
+    return ObservedState.model_validate(data)
