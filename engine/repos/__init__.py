@@ -1,0 +1,1 @@
+"""Tenant repositories: bare git stores, safe reading and validation."""

@@ -1,0 +1,98 @@
+"""CLI: ``hearth validate``, ``hearth schema export`` and ``hearth tenant create``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "example-config-repo"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    validate = subparsers.add_parser(
+        "validate", help="validate a tenant repo (work tree, or a bare/normal repo at --rev)")
+    validate.add_argument("path", metavar="PATH_OR_REPO", type=Path)
+    validate.add_argument("--rev", help="full commit id or refs/heads/<name> (repositories only)")
+    validate.add_argument("--format", choices=("text", "json"), default="text")
+    validate.set_defaults(handler=_validate)
+
+    schema = subparsers.add_parser("schema", help="JSON Schemas of the config documents")
+    schema_sub = schema.add_subparsers(dest="schema_command", required=True)
+    export = schema_sub.add_parser("export", help="write one JSON Schema per document kind")
+    export.add_argument("directory", metavar="DIR", type=Path)
+    export.set_defaults(handler=_schema_export)
+
+    tenant = subparsers.add_parser("tenant", help="manage tenants")
+    tenant_sub = tenant.add_subparsers(dest="tenant_command", required=True)
+    create = tenant_sub.add_parser(
+        "create", help="create a tenant and its repo whose first commit is DIR")
+    create.add_argument("name")
+    create.add_argument("--from", dest="source", type=Path, default=EXAMPLE_REPO,
+                        help="directory for the first commit (default: the example repo)")
+    create.add_argument("--display-name", help="defaults to tenant.yaml's display_name")
+    create.set_defaults(handler=_tenant_create)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import pygit2
+
+    from engine.errors import ConfigError
+    from engine.repos.reader import SnapshotReader, resolve_revision, validate_worktree
+
+    path: Path = args.path
+    reader = SnapshotReader()
+    try:
+        if args.rev is not None:
+            repo = pygit2.Repository(str(path))
+            commit = resolve_revision(repo, args.rev)
+            snapshot = reader.load(repo, commit, tenant=path.resolve().name)
+        else:
+            snapshot = validate_worktree(path, reader=reader)
+    except ConfigError as exc:
+        if args.format == "json":
+            json.dump({"valid": False, "issues": [i.as_dict() for i in exc.issues]},
+                      sys.stdout, indent=2)
+            print()
+        else:
+            for issue in exc.issues:
+                print(issue)
+            print(f"{len(exc.issues)} problem(s) found", file=sys.stderr)
+        return 1
+    except pygit2.GitError as exc:
+        print(f"hearth: {path}: not a git repository ({exc})", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        json.dump({"valid": True, "commit": snapshot.commit if args.rev else None,
+                   "appliances": snapshot.appliance_names(), "issues": []}, sys.stdout, indent=2)
+        print()
+    else:
+        print(f"ok: {len(snapshot.appliance_names())} appliance(s) valid")
+    return 0
+
+
+def _schema_export(args: argparse.Namespace) -> int:
+    from schemas.config import json_schemas
+
+    directory: Path = args.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    for kind, schema in json_schemas().items():
+        target = directory / f"{kind.lower()}.json"
+        target.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        print(target)
+    return 0
+
+
+def _tenant_create(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.repos.tenants import create_tenant
+    from engine.settings import load_settings
+
+    settings = load_settings()
+    result = asyncio.run(create_tenant(
+        settings, name=args.name, source=args.source, display_name=args.display_name,
+        requested_by="hearth-cli"))
+    print(f"tenant {result.name} created: repo {result.repo_path}, main at {result.commit}")
+    return 0

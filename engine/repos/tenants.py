@@ -1,0 +1,66 @@
+"""Creating a tenant: its row in PostgreSQL and its bare repository, together.
+
+The source directory is validated first, so a tenant is never created from a
+repo that would not apply. The row is inserted inside a transaction that
+commits only after the repository exists; if creating the repository fails,
+the row is rolled back, and if the commit of the row fails, the repository is
+removed. Either both exist or neither does.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import ConflictError
+from engine.repos.reader import SnapshotReader, validate_worktree
+from engine.repos.store import RepoStore, check_tenant_name, signature
+from engine.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedTenant:
+    name: str
+    repo_path: Path
+    commit: str
+
+
+async def create_tenant(settings: Settings, *, name: str, source: Path,
+                        display_name: str | None, requested_by: str) -> CreatedTenant:
+    from engine.db import tenants
+    from engine.db.pool import create_pool
+
+    check_tenant_name(name)
+    snapshot = validate_worktree(source, reader=SnapshotReader())
+    title = display_name or snapshot.config.tenant.spec.display_name
+    store = RepoStore(settings.repos_dir)
+    if store.exists(name):
+        raise ConflictError(f"tenant {name!r} already has a repository at {store.path(name)}")
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            if await tenants.get_tenant_by_name(conn, name) is not None:
+                raise ConflictError(f"tenant {name!r} already exists")
+            await tenants.insert_tenant(conn, name=name, display_name=title)
+            author = signature(requested_by, f"{requested_by}@hearth.invalid")
+            try:
+                commit = store.create(name, source, author=author)
+            except BaseException:
+                shutil.rmtree(store.path(name), ignore_errors=True)
+                raise
+    except BaseException:
+        # The row rolled back; make sure no orphan repository is left either.
+        if store.exists(name) and not await _row_exists(pool, name):
+            shutil.rmtree(store.path(name), ignore_errors=True)
+        raise
+    finally:
+        await pool.close()
+    return CreatedTenant(name=name, repo_path=store.path(name), commit=commit)
+
+
+async def _row_exists(pool, name: str) -> bool:
+    from engine.db import tenants
+
+    async with pool.acquire() as conn:
+        return await tenants.get_tenant_by_name(conn, name) is not None
