@@ -1,0 +1,164 @@
+"""``hearth db migrate``, ``hearth user create`` and ``hearth appliance register|rotate|revoke``.
+
+These talk to PostgreSQL directly, so they work before the API runs (the
+first admin is made here). A new or rotated appliance token is printed once
+on stdout and is not recoverable afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from engine.errors import InvalidInputError
+
+
+def register(subparsers: Any) -> None:
+    db = subparsers.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    migrate = db_sub.add_parser("migrate", help="apply pending SQL migrations")
+    migrate.set_defaults(handler=_migrate)
+
+    user = subparsers.add_parser("user", help="people who use Hearth")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    create = user_sub.add_parser("create", help="create a user (the first admin, say)")
+    create.add_argument("username")
+    create.add_argument("--admin", action="store_true", help="platform-wide administrator")
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read the password from stdin instead of prompting")
+    create.set_defaults(handler=_user_create)
+
+    app = subparsers.add_parser("appliance", help="appliance registration and tokens")
+    app_sub = app.add_subparsers(dest="appliance_command", required=True, metavar="ACTION")
+    reg = app_sub.add_parser("register", help="create an appliance and print its token once")
+    reg.add_argument("tenant")
+    reg.add_argument("name")
+    reg.add_argument("--hostname")
+    reg.set_defaults(handler=_appliance_register)
+    for action, text in (("rotate", "revoke live tokens and print a new one"),
+                         ("revoke", "revoke every live token")):
+        p = app_sub.add_parser(action, help=text)
+        p.add_argument("tenant")
+        p.add_argument("name")
+        p.set_defaults(handler=_appliance_rotate if action == "rotate" else _appliance_revoke)
+
+
+def _run(body: Callable[[Any, Any], Awaitable[int]]) -> int:
+    from engine.settings import load_settings
+
+    settings = load_settings()
+
+    async def main() -> int:
+        from engine.db.pool import connect
+
+        conn = await connect(settings.database_url)
+        try:
+            return await body(conn, settings)
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    async def body(conn: Any, settings: Any) -> int:
+        from engine.db.migrate import apply_migrations
+
+        applied = await apply_migrations(settings.database_url)
+        print("\n".join(f"applied {n}" for n in applied) or "database is up to date")
+        return 0
+
+    return _run(body)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise InvalidInputError("passwords differ")
+    if len(password) < 12:
+        raise InvalidInputError("password must be at least 12 characters")
+    return password
+
+
+def _user_create(args: argparse.Namespace) -> int:
+    password = _read_password(args)
+
+    async def body(conn: Any, settings: Any) -> int:
+        from engine.db import audit, people
+
+        person = await people.insert_person(
+            conn, username=args.username, password=password, is_admin=args.admin)
+        await audit.record(conn, actor_kind="system", actor_id=f"cli:{os.getuid()}",
+                           action="user.create", outcome="success",
+                           target=f"user:{person['id']}", details={"is_admin": args.admin})
+        print(f"created user {person['username']} (id {person['id']})")
+        return 0
+
+    return _run(body)
+
+
+async def _appliance(conn: Any, tenant: str, name: str) -> dict[str, Any]:
+    from engine.db import appliances, tenants
+
+    row = await tenants.get_tenant_by_name(conn, tenant)
+    return await appliances.get_appliance_by_name(conn, tenant_id=row["id"], name=name)
+
+
+def _appliance_register(args: argparse.Namespace) -> int:
+    async def body(conn: Any, settings: Any) -> int:
+        from engine.db import appliances, audit, tenants
+
+        tenant = await tenants.get_tenant_by_name(conn, args.tenant)
+        appliance, token = await appliances.register_appliance(
+            conn, tenant_id=tenant["id"], name=args.name, hostname=args.hostname,
+            secret_key=settings.secret_key)
+        await audit.record(conn, actor_kind="system", actor_id=f"cli:{os.getuid()}",
+                           tenant_id=tenant["id"], action="appliance.token.issue",
+                           outcome="success", target=f"appliance:{appliance['id']}",
+                           details={"hint": token[-4:]})
+        print(f"appliance {args.tenant}/{args.name} id {appliance['id']}", file=sys.stderr)
+        print(token)
+        return 0
+
+    return _run(body)
+
+
+def _appliance_rotate(args: argparse.Namespace) -> int:
+    async def body(conn: Any, settings: Any) -> int:
+        from engine.db import appliances, audit
+
+        appliance = await _appliance(conn, args.tenant, args.name)
+        token = await appliances.rotate_token(
+            conn, appliance_id=appliance["id"], secret_key=settings.secret_key)
+        await audit.record(conn, actor_kind="system", actor_id=f"cli:{os.getuid()}",
+                           tenant_id=appliance["tenant_id"], action="appliance.token.rotate",
+                           outcome="success", target=f"appliance:{appliance['id']}",
+                           details={"hint": token[-4:]})
+        print(token)
+        return 0
+
+    return _run(body)
+
+
+def _appliance_revoke(args: argparse.Namespace) -> int:
+    async def body(conn: Any, settings: Any) -> int:
+        from engine.db import appliances, audit
+
+        appliance = await _appliance(conn, args.tenant, args.name)
+        count = await appliances.revoke_tokens(conn, appliance_id=appliance["id"])
+        await audit.record(conn, actor_kind="system", actor_id=f"cli:{os.getuid()}",
+                           tenant_id=appliance["tenant_id"], action="appliance.token.revoke",
+                           outcome="success", target=f"appliance:{appliance['id']}",
+                           details={"revoked": count})
+        print(f"revoked {count} token(s) of {args.tenant}/{args.name}")
+        return 0
+
+    return _run(body)
