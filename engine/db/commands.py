@@ -108,7 +108,7 @@ def _user_create(args: argparse.Namespace) -> int:
 async def _appliance(conn: Any, tenant: str, name: str) -> dict[str, Any]:
     from engine.db import appliances, tenants
 
-    row = await tenants.get_tenant_by_name(conn, tenant)
+    row = await tenants.require_tenant(conn, tenant)
     return await appliances.get_appliance_by_name(conn, tenant_id=row["id"], name=name)
 
 
@@ -116,7 +116,7 @@ def _appliance_register(args: argparse.Namespace) -> int:
     async def body(conn: Any, settings: Any) -> int:
         from engine.db import appliances, audit, tenants
 
-        tenant = await tenants.get_tenant_by_name(conn, args.tenant)
+        tenant = await tenants.require_tenant(conn, args.tenant)
         appliance, token = await appliances.register_appliance(
             conn, tenant_id=tenant["id"], name=args.name, hostname=args.hostname,
             secret_key=settings.secret_key)

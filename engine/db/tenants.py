@@ -32,12 +32,18 @@ async def insert_tenant(
     return dict(row)
 
 
-async def get_tenant_by_name(conn: asyncpg.Connection, name: str) -> dict[str, Any]:
-    """The tenant called ``name``; ``NotFoundError`` when there is none."""
+async def get_tenant_by_name(conn: asyncpg.Connection, name: str) -> dict[str, Any] | None:
+    """The tenant called ``name``, or None."""
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM tenants WHERE name = $1", name)  # noqa: S608
+    return dict(row) if row else None
+
+
+async def require_tenant(conn: asyncpg.Connection, name: str) -> dict[str, Any]:
+    """The tenant called ``name``; ``NotFoundError`` when there is none."""
+    row = await get_tenant_by_name(conn, name)
     if row is None:
         raise NotFoundError(f"tenant {name!r} not found")
-    return dict(row)
+    return row
 
 
 async def list_tenants(

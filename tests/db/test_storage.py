@@ -17,9 +17,8 @@ SECRET = "s" * 32
 
 
 async def _appliance(conn, tenant="acme", name="box1"):
-    try:
-        t = await tenants.get_tenant_by_name(conn, tenant)
-    except NotFoundError:
+    t = await tenants.get_tenant_by_name(conn, tenant)
+    if t is None:
         t = await tenants.insert_tenant(conn, name=tenant, display_name=tenant.title())
     return await appliances.register_appliance(
         conn, tenant_id=t["id"], name=name, hostname=f"{name}.example.org", secret_key=SECRET)
@@ -40,8 +39,9 @@ async def test_tenant_names_are_unique(pool) -> None:
         with pytest.raises(ConflictError):
             await tenants.insert_tenant(conn, name="acme", display_name="Other")
         assert (await tenants.get_tenant_by_name(conn, "acme"))["id"] == row["id"]
+        assert await tenants.get_tenant_by_name(conn, "nope") is None
         with pytest.raises(NotFoundError):
-            await tenants.get_tenant_by_name(conn, "nope")
+            await tenants.require_tenant(conn, "nope")
 
 
 async def test_passwords_are_hashed_and_verified(pool) -> None:
