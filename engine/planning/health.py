@@ -1,0 +1,183 @@
+"""An appliance's status from what is known about it: pure, so every transition is a table test.
+
+``status_after(inputs, previous=...)`` takes a snapshot (``StatusInputs``: the
+latest heartbeat and the plan of its observed state against desired, the last
+run, the failure count from the queue, the heartbeat interval, ``now``) and
+returns the ``ApplianceStatus``. ``previous`` only keeps each condition's
+``last_transition`` while its status stays the same. The worker computes it in
+a ``finally`` after every step, so status is always current.
+
+Sync:
+    no heartbeat -> Unknown; heartbeat plan in sync -> Synced; else OutOfSync
+    (unmanaged extras do not count, managed ones awaiting prune do).
+Health, first rule that holds:
+    1. no heartbeat, or none for ``MISSING_AFTER_INTERVALS`` intervals -> Missing
+    2. a run is going                                          -> Progressing
+    3. a heartbeat after the last run shows no difference      -> Healthy
+    4. ``failure_count >= max_failures`` (stalled: waits for a new revision
+       or a manual sync)                                       -> Degraded, Stalled
+    5. the last run failed                                     -> Degraded
+       the last run was interrupted (its key is re-queued)     -> Progressing
+    6. the last run succeeded, no heartbeat since it ended     -> Progressing
+       a later heartbeat still shows differences the run was
+       meant to fix                                            -> Degraded, the difference
+                                                                  in the message
+    7. otherwise (new drift, or never run)                     -> Healthy (OutOfSync if it
+                                                                  differs)
+A revision of main that failed validation adds ``SourceValid=False`` with the
+error; the appliance keeps its last good ``desired_revision``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from schemas.plan import Plan
+from schemas.status import (
+    ApplianceStatus,
+    Condition,
+    ConditionType,
+    HealthStatus,
+    SyncStatus,
+    transition_time,
+)
+
+MISSING_AFTER_INTERVALS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatSummary:
+    """The latest heartbeat: when it arrived and the plan of its observed state."""
+
+    received_at: datetime
+    plan: Plan
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """The latest run of the appliance and the plan it executed."""
+
+    outcome: Literal["running", "succeeded", "failed", "interrupted"]
+    revision: str
+    plan: Plan
+    finished_at: datetime | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusInputs:
+    now: datetime
+    desired_revision: str | None
+    """Last valid revision of main for this appliance."""
+    applied_revision: str | None = None
+    """Revision of the last run that succeeded (or of the last empty plan)."""
+    heartbeat: HeartbeatSummary | None = None
+    heartbeat_interval: timedelta = timedelta(seconds=60)
+    last_run: RunSummary | None = None
+    failure_count: int = 0
+    max_failures: int = 3
+    config_error: str | None = None
+    """Why the newest revision of main is not applied, if it failed validation."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    health: HealthStatus
+    reason: str
+    message: str
+
+
+def _health(inputs: StatusInputs) -> _Verdict:
+    heartbeat, run, now = inputs.heartbeat, inputs.last_run, inputs.now
+    if heartbeat is None:
+        return _Verdict(HealthStatus.MISSING, "NoHeartbeat", "no heartbeat received yet")
+    age = now - heartbeat.received_at
+    if age > inputs.heartbeat_interval * MISSING_AFTER_INTERVALS:
+        return _Verdict(HealthStatus.MISSING, "HeartbeatMissing",
+                        f"no heartbeat for {int(age.total_seconds())} s "
+                        f"(last at {heartbeat.received_at.isoformat()})")
+    if run is not None and run.outcome == "running":
+        return _Verdict(HealthStatus.PROGRESSING, "RunInProgress",
+                        f"applying revision {run.revision[:12]}")
+    after_run = run is None or (run.finished_at is not None
+                                and heartbeat.received_at >= run.finished_at)
+    if after_run and heartbeat.plan.in_sync:
+        return _Verdict(HealthStatus.HEALTHY, "ReconciliationSucceeded",
+                        "the appliance matches desired state")
+    if inputs.failure_count >= inputs.max_failures:
+        error = run.error if run is not None else ""
+        return _Verdict(HealthStatus.DEGRADED, "RetriesExhausted",
+                        f"failed {inputs.failure_count} times, waiting for a new revision or "
+                        f"a manual sync: {error}".rstrip(": "))
+    if run is not None and run.outcome == "failed":
+        return _Verdict(HealthStatus.DEGRADED, "RunFailed",
+                        f"run failed (attempt {max(inputs.failure_count, 1)} of "
+                        f"{inputs.max_failures}): {run.error}".rstrip(": "))
+    if run is not None and run.outcome == "interrupted":
+        return _Verdict(HealthStatus.PROGRESSING, "RunInterrupted",
+                        "the last run was interrupted; it is queued again")
+    if run is not None and not after_run:
+        return _Verdict(HealthStatus.PROGRESSING, "AwaitingHeartbeat",
+                        f"revision {run.revision[:12]} applied; waiting for a heartbeat to "
+                        "confirm")
+    if run is not None:
+        meant = set(run.plan.items)
+        leftover = [item for item in heartbeat.plan.items if item in meant]
+        if leftover:
+            shown = "; ".join(item.describe() for item in leftover[:5])
+            more = f" and {len(leftover) - 5} more" if len(leftover) > 5 else ""
+            return _Verdict(HealthStatus.DEGRADED, "StillDiffers",
+                            f"the run succeeded but the appliance still differs: {shown}{more}")
+    return _Verdict(HealthStatus.HEALTHY, "DriftDetected",
+                    f"the appliance differs from desired state: {heartbeat.plan.summary()}")
+
+
+def status_after(inputs: StatusInputs, *, previous: ApplianceStatus | None = None
+                 ) -> ApplianceStatus:
+    """The status for ``inputs``; see the module docstring for the rules."""
+    heartbeat = inputs.heartbeat
+    if heartbeat is None:
+        sync = SyncStatus.UNKNOWN
+    elif heartbeat.plan.in_sync:
+        sync = SyncStatus.SYNCED
+    else:
+        sync = SyncStatus.OUT_OF_SYNC
+    verdict = _health(inputs)
+
+    def condition(type_: ConditionType, status: str, reason: str, message: str) -> Condition:
+        before = previous.condition(type_) if previous is not None else None
+        return Condition(
+            type=type_, status=status, reason=reason, message=message,  # type: ignore[arg-type]
+            last_transition=transition_time(before, status=status, now=inputs.now),
+            desired_revision=inputs.desired_revision,
+            applied_revision=inputs.applied_revision,
+        )
+
+    ready = sync is SyncStatus.SYNCED and verdict.health is HealthStatus.HEALTHY
+    if ready:
+        ready_status = "True"
+    elif verdict.health is HealthStatus.PROGRESSING:
+        ready_status = "Unknown"
+    else:
+        ready_status = "False"
+    conditions = [condition("Ready", ready_status, verdict.reason, verdict.message)]
+    if verdict.health is HealthStatus.PROGRESSING:
+        conditions.append(condition("Reconciling", "True", verdict.reason, verdict.message))
+    if verdict.reason == "RetriesExhausted":
+        conditions.append(condition("Stalled", "True", verdict.reason, verdict.message))
+    message = verdict.message
+    if inputs.config_error:
+        conditions.append(condition("SourceValid", "False", "ValidationFailed",
+                                    inputs.config_error))
+        kept = (inputs.desired_revision or "none")[:12]
+        message = f"{message}; the newest revision of main is invalid, keeping {kept}"
+    return ApplianceStatus(
+        sync=sync,
+        health=verdict.health,
+        conditions=tuple(conditions),
+        desired_revision=inputs.desired_revision,
+        applied_revision=inputs.applied_revision,
+        message=message,
+    )
