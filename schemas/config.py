@@ -446,7 +446,7 @@ class ApplianceSpec(Strict):
 
 
 class _Document(Strict):
-    apiVersion: Literal["hearth/v1"]  # noqa: N815 - the YAML key
+    apiVersion: Literal["hearth/v1"]
     metadata: Metadata
 
 
@@ -562,12 +562,18 @@ def _duplicates(
 
 def check_references(config: TenantConfig) -> list[Finding]:
     """Cross-document checks; an empty list means the tenant is consistent."""
+    findings = check_shared(config) + check_fleet(config)
+    for name in sorted(config.appliances):
+        findings += check_appliance(config, name)
+    return findings
+
+
+def check_shared(config: TenantConfig) -> list[Finding]:
+    """Checks of the tenant-wide documents (users and groups) among themselves."""
     findings: list[Finding] = []
     users = config.user_list()
     groups = config.group_list()
-    user_names = {u.name for u in users}
     group_names = {g.name for g in groups}
-
     findings += _duplicates(users, "name", file=USERS_FILE, base=("spec", "users"), what="user")
     findings += _duplicates(groups, "name", file=GROUPS_FILE, base=("spec", "groups"),
                             what="group")
@@ -584,38 +590,56 @@ def check_references(config: TenantConfig) -> list[Finding]:
                     f"user {user.name!r} is in group {group!r}, which {GROUPS_FILE} does not "
                     "define",
                 ))
+    return findings
 
+
+def check_fleet(config: TenantConfig) -> list[Finding]:
+    """Checks across appliances: hostnames are unique."""
+    findings: list[Finding] = []
     hostnames: dict[str, str] = {}
     for name, doc in sorted(config.appliances.items()):
-        file = appliance_file(name)
-        if doc.metadata.name != name:
+        hostname = doc.spec.hostname
+        if hostname in hostnames:
             findings.append(Finding(
-                file, ("metadata", "name"),
-                f"metadata.name {doc.metadata.name!r} must match the file name {name!r}",
+                appliance_file(name), ("spec", "hostname"),
+                f"hostname {hostname!r} is also used by appliance {hostnames[hostname]!r}",
             ))
-        spec = doc.spec
-        if spec.hostname in hostnames:
-            findings.append(Finding(
-                file, ("spec", "hostname"),
-                f"hostname {spec.hostname!r} is also used by appliance {hostnames[spec.hostname]!r}",
-            ))
-        hostnames.setdefault(spec.hostname, name)
-        for i, group in enumerate(spec.users.groups):
-            if group not in group_names:
-                findings.append(Finding(file, ("spec", "users", "groups", i),
-                                        f"group {group!r} is not defined in {GROUPS_FILE}"))
-        for i, user in enumerate(spec.users.users):
-            if user not in user_names:
-                findings.append(Finding(file, ("spec", "users", "users", i),
-                                        f"user {user!r} is not defined in {USERS_FILE}"))
-        carried = {u.name for u in select_users(config, spec.users)}
-        carried_groups = set(spec.users.groups) | {
-            g for u in select_users(config, spec.users) for g in u.groups
-        }
-        findings += _check_samba(spec.samba, file, carried, carried_groups, group_names)
-        findings += _check_mail(spec.mail, file, carried)
-        findings += _check_dns(spec.dns, file)
-        findings += _check_pki(spec, file, config.tenant.spec.ca is not None)
+        hostnames.setdefault(hostname, name)
+    return findings
+
+
+def check_appliance(config: TenantConfig, name: str) -> list[Finding]:
+    """Checks of one appliance against the tenant-wide documents.
+
+    The result depends only on the appliance's document, ``tenant.yaml``,
+    ``users.yaml`` and ``groups.yaml``, so a reader may cache it by their blob ids.
+    """
+    doc = config.appliances[name]
+    file = appliance_file(name)
+    findings: list[Finding] = []
+    if doc.metadata.name != name:
+        findings.append(Finding(
+            file, ("metadata", "name"),
+            f"metadata.name {doc.metadata.name!r} must match the file name {name!r}",
+        ))
+    spec = doc.spec
+    group_names = {g.name for g in config.group_list()}
+    user_names = {u.name for u in config.user_list()}
+    for i, group in enumerate(spec.users.groups):
+        if group not in group_names:
+            findings.append(Finding(file, ("spec", "users", "groups", i),
+                                    f"group {group!r} is not defined in {GROUPS_FILE}"))
+    for i, user in enumerate(spec.users.users):
+        if user not in user_names:
+            findings.append(Finding(file, ("spec", "users", "users", i),
+                                    f"user {user!r} is not defined in {USERS_FILE}"))
+    selected = select_users(config, spec.users)
+    carried = {u.name for u in selected}
+    carried_groups = set(spec.users.groups) | {g for u in selected for g in u.groups}
+    findings += _check_samba(spec.samba, file, carried, carried_groups, group_names)
+    findings += _check_mail(spec.mail, file, carried)
+    findings += _check_dns(spec.dns, file)
+    findings += _check_pki(spec, file, config.tenant.spec.ca is not None)
     return findings
 
 
@@ -724,8 +748,8 @@ def _check_pki(spec: ApplianceSpec, file: str, has_ca: bool) -> list[Finding]:
 
 def record_key(record: Any) -> tuple[str, ...]:
     """What makes a DNS record distinct within a zone (name, type and value)."""
-    data = record.model_dump(mode="json", exclude={"ttl"})
-    return tuple(str(data[k]) for k in sorted(data))
+    return tuple(str(getattr(record, k)) for k in sorted(type(record).model_fields)
+                 if k != "ttl")
 
 
 def select_users(config: TenantConfig, selection: UserSelection) -> list[User]:

@@ -43,7 +43,9 @@ from schemas.config import (
     TenantConfig,
     TenantDocument,
     UsersDocument,
-    check_references,
+    check_appliance,
+    check_fleet,
+    check_shared,
     kind_for_path,
     resolve_appliance,
 )
@@ -194,6 +196,8 @@ class SnapshotReader:
             OrderedDict())
         self._max_documents = max_documents
         self._max_snapshots = max_snapshots
+        self._findings: dict[tuple[str | None, ...], tuple[Any, ...]] = {}
+        """Per-appliance cross-check findings by (name, appliance, tenant, users, groups blob)."""
         self._lock = threading.Lock()
         self.parses = 0
         """How many documents were really parsed (cache misses)."""
@@ -270,7 +274,9 @@ class SnapshotReader:
             parsed = self._document(repo, entry.id, file=path, kind=kind)
             documents[path] = parsed
             issues.extend(ConfigIssue(path, line, col, msg) for line, col, msg in parsed.issues)
-        return _assemble(tenant, commit_id, documents, blob_ids, issues)
+        if len(self._findings) > self._max_documents:
+            self._findings.clear()
+        return _assemble(tenant, commit_id, documents, blob_ids, issues, self._findings)
 
 
 def _layout_message(path: str) -> str:
@@ -296,7 +302,8 @@ def _walk(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str):
 
 
 def _assemble(tenant: str, commit_id: str, documents: dict[str, ParsedDocument],
-              blob_ids: dict[str, str], issues: list[ConfigIssue]
+              blob_ids: dict[str, str], issues: list[ConfigIssue],
+              finding_cache: dict[tuple[str | None, ...], tuple[Any, ...]]
               ) -> DesiredSnapshot | ConfigError:
     tenant_doc = documents.get(TENANT_FILE)
     if tenant_doc is None:
@@ -319,7 +326,14 @@ def _assemble(tenant: str, commit_id: str, documents: dict[str, ParsedDocument],
     )
     assert config.users is None or isinstance(config.users, UsersDocument)
     assert config.groups is None or isinstance(config.groups, GroupsDocument)
-    findings = check_references(config)
+    findings = check_shared(config) + check_fleet(config)
+    shared_key = tuple(blob_ids.get(p) for p in SHARED_FILES)
+    for name in sorted(appliances):
+        key = (name, blob_ids[f"{APPLIANCES_DIR}/{name}.yaml"], *shared_key)
+        cached = finding_cache.get(key)
+        if cached is None:
+            cached = finding_cache[key] = tuple(check_appliance(config, name))
+        findings.extend(cached)
     for finding in findings:
         parsed = documents.get(finding.file)
         root = parsed.loaded.root if parsed and parsed.loaded else None
