@@ -1,0 +1,86 @@
+# Shared set-up for scripts/run.sh and scripts/test.sh (sourced, not run).
+# Makes a fresh Debian 12 machine ready: system packages, the venv with the
+# project and its dev extra, and local PostgreSQL and Redis when none answer.
+set -euo pipefail
+
+HEARTH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${HEARTH_VENV:-$HEARTH_ROOT/.venv}"
+PG_URL="${HEARTH_PG_ADMIN_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
+
+log() { printf '\033[1m[hearth]\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_system_packages() {
+  command -v python3 >/dev/null || apt_install python3
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+  # debootstrap builds the appliance roots; openssl, git and ssh-keygen are used by tests.
+  apt_install debootstrap openssl git openssh-client make
+}
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  local stamp="$VENV/.hearth-installed"
+  if [ ! -f "$stamp" ] || [ "$HEARTH_ROOT/pyproject.toml" -nt "$stamp" ]; then
+    log "installing Hearth and its dev extra into $VENV"
+    "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+    "$VENV/bin/pip" install -q -e "$HEARTH_ROOT[dev]"
+    touch "$stamp"
+  fi
+}
+
+pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+redis_ready() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
+
+ensure_postgres() {
+  command -v pg_isready >/dev/null || apt_install postgresql postgresql-client
+  if ! pg_ready; then
+    log "starting PostgreSQL"
+    local version
+    version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+    if [ -z "$version" ]; then apt_install postgresql; version="$(ls /etc/postgresql | sort -V | tail -n1)"; fi
+    # Tests and the demo use trust auth on loopback, as on the reference machine.
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+      as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nlocal all all trust' "$hba"
+    fi
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    for _ in $(seq 1 50); do pg_ready && break; sleep 0.2; done
+  fi
+  pg_ready || { log "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
+  for db in test hearth; do
+    psql -q "$PG_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+      || psql -q "$PG_URL" -c "CREATE DATABASE \"$db\"" >/dev/null
+  done
+}
+
+ensure_redis() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  if ! redis_ready; then
+    log "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    for _ in $(seq 1 50); do redis_ready && break; sleep 0.1; done
+  fi
+  redis_ready || { log "Redis does not answer on 127.0.0.1:6379"; exit 1; }
+}
+
+ensure_all() {
+  ensure_system_packages
+  ensure_venv
+  ensure_postgres
+  ensure_redis
+}
