@@ -56,7 +56,7 @@ class Settings(BaseModel):
     @classmethod
     def _check_database_url(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme not in {"postgres", "postgresql"} or not parts.hostname and not parts.path:
+        if parts.scheme not in {"postgres", "postgresql"} or (not parts.hostname and not parts.path):
             raise ValueError("must look like postgresql://user:pass@host:5432/dbname")
         return value
 
