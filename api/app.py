@@ -1,0 +1,113 @@
+"""The Litestar application: ``create_app(settings=None)``.
+
+Wiring only. Pools (PostgreSQL, Redis), the batched heartbeat writer and the
+token resolver are opened in the lifespan and closed after the last request;
+routes live in ``api.routes``; who may call what is ``api.auth.PERMISSIONS``,
+enforced by the guard on every router; errors become problem details in
+``api.errors``. Migrations are applied at start (advisory-locked, so many
+workers starting at once is safe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig
+from litestar.stores.redis import RedisStore
+from redis.asyncio import Redis
+
+from api.auth import HearthAuthenticationMiddleware, authorize
+from api.context import ApiContext, Limits
+from api.deps import DEPENDENCIES
+from api.desired import DesiredRevisions
+from api.errors import EXCEPTION_HANDLERS
+from api.observability import RequestIdMiddleware, configure_logging
+from api.ratelimit import STORE_NAME, by_address, by_bearer, limit
+from api.routes import appliances, auth, heartbeat, ops, people, tenants
+from engine.db.appliances import TokenResolver
+from engine.db.heartbeats import HeartbeatWriter
+from engine.db.migrate import apply_migrations
+from engine.db.pool import create_pool
+from engine.repos.reader import SnapshotReader
+from engine.repos.store import RepoStore
+from engine.settings import Settings, load_settings
+
+PUBLIC_PATHS = ["^/health$", "^/metrics", "^/schema"]
+
+
+def create_app(settings: Settings | None = None, *, limits: Limits | None = None,
+               migrate: bool = True, pool_size: int = 10) -> Litestar:
+    settings = settings or load_settings()
+    limits = limits or Limits()
+    redis = Redis.from_url(settings.redis_url)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, min_size=2, max_size=pool_size)
+        try:
+            if migrate:
+                await apply_migrations(pool)
+            ctx = ApiContext(
+                settings=settings, limits=limits, pool=pool, redis=redis,
+                writer=HeartbeatWriter(pool, history_limit=limits.history_per_appliance),
+                tokens=TokenResolver(pool, secret_key=settings.secret_key),
+                desired=DesiredRevisions(repos=RepoStore(settings.repos_dir),
+                                         reader=SnapshotReader(), pool=pool))
+            app.state.ctx = ctx
+            yield
+            await ctx.writer.close()
+            await ctx.tokens.close()
+        finally:
+            await pool.close()
+            await redis.aclose()
+
+    guarded = {"guards": [authorize], "dependencies": DEPENDENCIES}
+    routers = [
+        Router("/", route_handlers=[*ops.ROUTES, *people.ROUTES, *tenants.ROUTES,
+                                    *appliances.ROUTES], **guarded),
+        Router("/", route_handlers=auth.ROUTES, **guarded, middleware=[
+            limit("login", limits.login_per_minute_per_address, by_address).middleware]),
+        Router("/", route_handlers=heartbeat.ROUTES, **guarded, middleware=[
+            limit("heartbeat", limits.heartbeat_per_minute, by_bearer).middleware]),
+    ]
+    prometheus = PrometheusConfig(app_name="hearth", prefix="hearth_http", group_path=True,
+                                  exclude=["^/metrics"])
+    return Litestar(
+        route_handlers=routers,
+        lifespan=[lifespan],
+        middleware=[
+            RequestIdMiddleware,
+            prometheus.middleware,
+            DefineMiddleware(HearthAuthenticationMiddleware, exclude=PUBLIC_PATHS),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        stores={STORE_NAME: RedisStore(redis, namespace="hearth-ratelimit",
+                                       handle_client_shutdown=False)},
+        request_max_body_size=limits.body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Hearth API", version="1.0.0", path="/schema",
+            description="GitOps control plane for small-office server appliances. People "
+                        "authenticate with a JWT from POST /api/v1/auth/token; appliances "
+                        "with their hth_app_ token. Errors are RFC 9457 problem details.",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(security_schemes={
+                "BearerToken": SecurityScheme(type="http", scheme="bearer",
+                                              description="JWT or appliance token")}),
+            security=[{"BearerToken": []}],
+        ),
+        logging_config=None,
+        debug=False,
+    )
+
+
+def serve_app() -> Litestar:
+    """The factory ``hearth serve`` hands to uvicorn: JSON logs, then the app."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,296 @@
+"""Who is calling, and may they: credentials, principals and the permission matrix.
+
+Two kinds of credential, told apart by shape:
+
+- people send ``Authorization: Bearer <JWT>``: HS256 only (the algorithm is
+  fixed, never read from the token), audience ``hearth-api``, issuer
+  ``hearth``, ``exp``/``iat``/``sub`` required, 15 minutes by default. The
+  person and their memberships are read on every request, so disabling a
+  user or removing a membership takes effect at once.
+- appliances send ``Authorization: Bearer hth_app_…``: an opaque token whose
+  HMAC is looked up (in batches, see ``engine.db.appliances.TokenResolver``)
+  on every request, so revocation is immediate. An appliance token is never
+  accepted where a person is expected, and a JWT never where an appliance is.
+
+Authorization is the table ``PERMISSIONS``: every route names its entry in
+``opt["permission"]`` and the guard ``authorize`` (installed on the whole
+app) checks it, so a route without an entry cannot be served. A rule has a
+scope: ``public`` (no credentials), ``global`` (the caller's roles anywhere),
+``tenant`` (path parameter ``tenant``) or ``appliance`` (path parameter
+``appliance_id``). For scoped rules the caller's role *in that tenant* is
+what counts, and a caller with no role there gets 404, exactly as if the
+tenant or appliance did not exist (nothing is read or stored on its behalf;
+the denial is audited without naming the tenant).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jwt
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from api.context import ApiContext
+from engine.db import appliances, audit, people, tenants
+from engine.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
+
+Role = Literal["admin", "operator", "customer", "auditor", "appliance", "anonymous"]
+Scope = Literal["public", "global", "tenant", "appliance"]
+ROLES: tuple[Role, ...] = ("admin", "operator", "customer", "auditor", "appliance", "anonymous")
+
+JWT_ALGORITHM = "HS256"
+JWT_AUDIENCE = "hearth-api"
+JWT_ISSUER = "hearth"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    scope: Scope
+    roles: frozenset[Role]
+
+
+def _rule(scope: Scope, *roles: Role) -> Rule:
+    return Rule(scope, frozenset(roles))
+
+
+_PEOPLE = ("admin", "operator", "customer", "auditor")
+
+PERMISSIONS: dict[str, Rule] = {
+    "health": _rule("public", *ROLES),
+    "ready": _rule("public", *ROLES),
+    "metrics": _rule("public", *ROLES),
+    "auth.token": _rule("global", *ROLES),
+    "people.list": _rule("global", "admin"),
+    "people.create": _rule("global", "admin"),
+    "people.get": _rule("global", "admin"),
+    "people.update": _rule("global", "admin"),
+    "memberships.put": _rule("tenant", "admin"),
+    "memberships.delete": _rule("tenant", "admin"),
+    "tenants.list": _rule("global", *_PEOPLE),
+    "tenants.get": _rule("tenant", *_PEOPLE),
+    "tenants.appliances": _rule("tenant", *_PEOPLE),
+    "appliances.register": _rule("tenant", "admin", "operator"),
+    "appliances.get": _rule("appliance", *_PEOPLE),
+    "appliances.rotate": _rule("appliance", "admin", "operator"),
+    "appliances.revoke": _rule("appliance", "admin", "operator"),
+    "appliances.config": _rule("appliance", "admin", "operator", "auditor", "appliance"),
+    "heartbeat": _rule("global", "appliance"),
+}
+"""Route (``opt["permission"]``) -> scope and the roles allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: Literal["person", "appliance", "anonymous"]
+    id: str | None = None
+    username: str | None = None
+    is_admin: bool = False
+    memberships: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Tenant name -> (tenant id, role), for people."""
+    appliance: dict[str, Any] | None = None
+    """appliance_id, tenant_id, tenant, name, for appliances."""
+
+    def global_roles(self) -> set[Role]:
+        if self.kind == "anonymous":
+            return {"anonymous"}
+        if self.kind == "appliance":
+            return {"appliance"}
+        roles: set[Role] = {role for _, role in self.memberships.values()}  # type: ignore[misc]
+        if self.is_admin:
+            roles.add("admin")
+        return roles
+
+    def role_in_tenant(self, tenant_id: int) -> Role | None:
+        if self.kind == "person":
+            if self.is_admin:
+                return "admin"
+            return next((role for tid, role in self.memberships.values()  # type: ignore[misc]
+                         if tid == tenant_id), None)
+        if self.kind == "appliance" and self.appliance and self.appliance["tenant_id"] == tenant_id:
+            return "appliance"
+        return None
+
+    @property
+    def audit_actor(self) -> tuple[Literal["person", "appliance", "anonymous"], str | None]:
+        return self.kind, self.id
+
+
+ANONYMOUS = Principal(kind="anonymous")
+
+
+# --- credentials ------------------------------------------------------------------
+
+
+def issue_person_token(*, secret: str, person_id: int, lifetime: int) -> str:
+    now = int(time.time())
+    claims = {"sub": str(person_id), "aud": JWT_AUDIENCE, "iss": JWT_ISSUER, "iat": now,
+              "nbf": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def decode_person_token(*, secret: str, token: str) -> int:
+    """The person id in a valid token; ``AuthenticationError`` for anything else."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
+            options={"require": ["exp", "iat", "sub", "aud", "iss"]}, leeway=5,
+        )
+        return int(claims["sub"])
+    except (jwt.PyJWTError, ValueError, TypeError):
+        raise AuthenticationError("invalid or expired token") from None
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, credential = value.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise AuthenticationError("expected 'Authorization: Bearer <token>'")
+    return credential.strip()
+
+
+class HearthAuthenticationMiddleware(AbstractAuthenticationMiddleware):
+    """Turns the Authorization header into a ``Principal`` (anonymous when absent)."""
+
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        token = _bearer(connection.headers.get("authorization"))
+        if token is None:
+            return AuthenticationResult(user=ANONYMOUS, auth=None)
+        ctx: ApiContext = connection.app.state.ctx
+        if token.startswith(appliances.TOKEN_PREFIX):
+            found = await ctx.tokens.resolve(token)
+            if found is None:
+                raise AuthenticationError("unknown or revoked appliance token")
+            principal = Principal(kind="appliance", id=str(found["appliance_id"]),
+                                  appliance=found)
+            return AuthenticationResult(user=principal, auth="appliance")
+        person_id = decode_person_token(secret=ctx.settings.jwt_secret, token=token)
+        async with ctx.pool.acquire() as conn:
+            row = await people.principal_row(conn, person_id)
+        if row is None or row["disabled"]:
+            raise AuthenticationError("invalid or expired token")
+        principal = Principal(
+            kind="person", id=str(row["id"]), username=row["username"], is_admin=row["is_admin"],
+            memberships={name: (tid, role) for name, (tid, role) in row["roles"].items()})
+        return AuthenticationResult(user=principal, auth="person")
+
+
+# --- authorization ----------------------------------------------------------------
+
+
+def _principal(connection: ASGIConnection) -> Principal:
+    return connection.scope.get("user") or ANONYMOUS  # type: ignore[return-value]
+
+
+async def _deny(ctx: ApiContext, principal: Principal, permission: str, *, path: str,
+                tenant_id: int | None, reason: str) -> None:
+    kind, actor = principal.audit_actor
+    await audit.record(ctx.pool, actor_kind=kind, actor_id=actor, tenant_id=tenant_id,
+                       action=f"permission.denied:{permission}", outcome="denied", target=path,
+                       details={"reason": reason})
+
+
+async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """The guard of every route: look the route up in ``PERMISSIONS`` and apply it.
+
+    On success, scoped routes find ``connection.state.tenant`` (the tenant row)
+    and, for appliance scope, ``connection.state.appliance``.
+    """
+    permission = handler.opt.get("permission")
+    rule = PERMISSIONS.get(permission or "")
+    if rule is None:  # a route that forgot its entry is closed, not open
+        raise PermissionDeniedError("route has no permission rule")
+    if rule.scope == "public":
+        return
+    principal = _principal(connection)
+    ctx: ApiContext = connection.app.state.ctx
+    path = connection.url.path
+    if principal.kind == "appliance" and "appliance" not in rule.roles:
+        raise AuthenticationError("an appliance token is not accepted here")
+    if principal.kind == "person" and not rule.roles & set(_PEOPLE):
+        raise AuthenticationError("this route takes an appliance token")
+    if rule.scope == "global":
+        if principal.global_roles() & rule.roles:
+            return
+        if principal.kind == "anonymous":
+            raise AuthenticationError("authentication required")
+        await _deny(ctx, principal, permission, path=path, tenant_id=None, reason="role")
+        raise PermissionDeniedError("your role does not allow this")
+
+    if principal.kind == "anonymous":
+        raise AuthenticationError("authentication required")
+    params = connection.path_params
+    async with ctx.pool.acquire() as conn:
+        if rule.scope == "tenant":
+            tenant = await tenants.get_tenant_by_name(conn, params["tenant"])
+            target = None
+        else:
+            target = await _appliance_or_none(conn, params["appliance_id"])
+            tenant = None if target is None else {"id": target["tenant_id"],
+                                                  "name": target["tenant"]}
+    role = None if tenant is None else principal.role_in_tenant(tenant["id"])
+    if (target is not None and principal.kind == "appliance"
+            and str(target["id"]) != principal.id):
+        role = None  # an appliance sees only itself
+    if role is None:
+        if tenant is not None:
+            await _deny(ctx, principal, permission, path=path, tenant_id=None,
+                        reason="not-member")
+        raise NotFoundError("not found")
+    if role not in rule.roles:
+        await _deny(ctx, principal, permission, path=path, tenant_id=tenant["id"], reason="role")
+        raise PermissionDeniedError(f"role {role!r} may not do this")
+    connection.state.tenant = tenant
+    connection.state.appliance = target
+    connection.state.role = role
+
+
+async def _appliance_or_none(conn: Any, appliance_id: Any) -> dict[str, Any] | None:
+    try:
+        return await appliances.get_appliance(conn, appliance_id)
+    except NotFoundError:
+        return None
+
+
+# --- login ------------------------------------------------------------------------
+
+
+async def login(ctx: ApiContext, *, username: str, password: str, source: str) -> tuple[str, int]:
+    """Check a password and issue a JWT; failures are counted per username in Redis."""
+    key = f"hearth:login-failures:{username.lower()}"
+    failures = int(await ctx.redis.get(key) or 0)
+    if failures >= ctx.limits.login_failures_per_user:
+        retry = await ctx.redis.ttl(key)
+        await audit.record(ctx.pool, actor_kind="anonymous", actor_id=username[:64],
+                           action="auth.login", outcome="denied",
+                           details={"reason": "locked", "source": source})
+        raise RateLimitedError("too many failed logins for this user",
+                               retry_after=max(int(retry), 1))
+    async with ctx.pool.acquire() as conn:
+        creds = await people.get_credentials(conn, username)
+    ok = people.verify_password(creds["password_hash"] if creds else None, password)
+    if not ok or creds is None or creds["disabled"]:
+        async with ctx.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, ctx.limits.login_lockout_seconds)
+            await pipe.execute()
+        await audit.record(ctx.pool, actor_kind="anonymous", actor_id=username[:64],
+                           action="auth.login", outcome="failure", details={"source": source})
+        raise AuthenticationError("wrong username or password")
+    await ctx.redis.delete(key)
+    lifetime = ctx.limits.jwt_lifetime_seconds
+    token = issue_person_token(secret=ctx.settings.jwt_secret, person_id=creds["id"],
+                               lifetime=lifetime)
+    await audit.record(ctx.pool, actor_kind="person", actor_id=str(creds["id"]),
+                       action="auth.login", outcome="success", details={"source": source})
+    return token, lifetime

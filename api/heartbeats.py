@@ -1,0 +1,52 @@
+"""Receiving a heartbeat: check the clock, store durably in a batch, answer with the revision.
+
+The appliance is the token's (``principal.appliance``), never the body's.
+Refusals (stale sequence, clock skew) are counted by reason and audited.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from api import metrics
+from api.context import ApiContext
+from engine.db import audit
+from engine.db.heartbeats import HeartbeatRow
+from engine.errors import ConflictError, InvalidInputError
+from schemas.heartbeat import Heartbeat, HeartbeatAck
+
+
+async def _reject(ctx: ApiContext, appliance: dict, reason: str, details: dict) -> None:
+    metrics.HEARTBEATS_REJECTED.labels(reason=reason).inc()
+    await audit.record(ctx.pool, actor_kind="appliance", actor_id=str(appliance["appliance_id"]),
+                       tenant_id=appliance["tenant_id"], action="heartbeat.reject",
+                       outcome="failure", target=f"appliance:{appliance['appliance_id']}",
+                       details={"reason": reason, **details})
+
+
+async def receive_heartbeat(ctx: ApiContext, appliance: dict, beat: Heartbeat) -> HeartbeatAck:
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    skew = abs((now - beat.sent_at).total_seconds())
+    if skew > ctx.limits.max_clock_skew_seconds:
+        await _reject(ctx, appliance, "clock_skew", {"skew_seconds": round(skew)})
+        raise InvalidInputError(
+            f"sent_at is {round(skew)} s away from the server clock "
+            f"(limit {ctx.limits.max_clock_skew_seconds} s); fix the appliance's time")
+    row = HeartbeatRow(
+        appliance_id=appliance["appliance_id"], sequence=beat.sequence, sent_at=beat.sent_at,
+        received_at=now, agent_version=beat.agent_version,
+        applied_revision=beat.applied_revision, observed=beat.observed.model_dump_json(),
+        services=json.dumps([s.model_dump() for s in beat.services]),
+        facts=json.dumps(beat.facts))
+    if not await ctx.writer.store(row):
+        await _reject(ctx, appliance, "stale_sequence", {"sequence": beat.sequence})
+        raise ConflictError(f"sequence {beat.sequence} is not above the last one stored")
+    metrics.HEARTBEATS_ACCEPTED.inc()
+    metrics.HEARTBEAT_WRITE_SECONDS.observe(time.perf_counter() - started)
+    return HeartbeatAck(
+        accepted_sequence=beat.sequence,
+        desired_revision=await ctx.desired.revision(appliance["tenant"]),
+        next_interval_seconds=ctx.limits.heartbeat_interval_seconds)

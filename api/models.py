@@ -1,0 +1,117 @@
+"""Request, update and response bodies of the API (none of the responses carry secrets).
+
+The only secrets ever sent are the ones a caller must receive once: a JWT
+from ``POST /auth/token`` and a new appliance token from register/rotate.
+Those have their own response models, so no other model can leak them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.status import ApplianceStatus
+
+Username = Annotated[str, Field(pattern=r"^[a-z][a-z0-9._-]{1,63}$")]
+Password = Annotated[str, Field(min_length=12, max_length=256)]
+ObjectName = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+Hostname = Annotated[str, Field(min_length=1, max_length=253,
+                                pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")]
+Role = Literal["operator", "customer", "auditor"]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# --- auth -----------------------------------------------------------------------
+
+
+class TokenRequest(Request):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class AccessToken(Response):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a scheme name)
+    expires_in: int
+    """Seconds until the token expires."""
+
+
+# --- people ---------------------------------------------------------------------
+
+
+class PersonCreate(Request):
+    username: Username
+    password: Password
+    is_admin: bool = False
+
+
+class PersonUpdate(Request):
+    password: Password | None = None
+    is_admin: bool | None = None
+    disabled: bool | None = None
+
+
+class MembershipOut(Response):
+    tenant: str
+    role: Role
+
+
+class PersonOut(Response):
+    id: int
+    username: str
+    is_admin: bool
+    disabled: bool
+    created_at: datetime
+    memberships: list[MembershipOut] = []
+
+
+class MembershipPut(Request):
+    role: Role
+
+
+# --- tenants and appliances -----------------------------------------------------
+
+
+class TenantOut(Response):
+    name: str
+    display_name: str
+    head_revision: str | None
+    """Head of the tenant's main branch."""
+    last_good_revision: str | None
+    validation_status: Literal["unknown", "valid", "invalid"]
+    validation_errors: list[dict[str, object]] = []
+
+
+class ApplianceOut(Response):
+    id: uuid.UUID
+    tenant: str
+    name: str
+    hostname: str | None
+    status: ApplianceStatus
+    last_heartbeat_at: datetime | None
+    last_sequence: int | None
+    agent_version: str | None
+
+
+class ApplianceRegister(Request):
+    name: ObjectName
+    hostname: Hostname | None = None
+
+
+class ApplianceCredentials(Response):
+    """Returned once, when a token is issued or rotated; the server keeps only a hash."""
+
+    appliance_id: uuid.UUID
+    tenant: str
+    name: str
+    token: str

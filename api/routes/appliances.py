@@ -1,0 +1,77 @@
+"""One appliance: its status, its token (rotate, revoke) and its desired config."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from litestar import Response, delete, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from api.auth import Principal
+from api.context import ApiContext
+from api.errors import problem_responses
+from api.models import ApplianceCredentials, ApplianceOut
+from api.status_view import appliance_view
+from engine.db import appliances, audit
+from schemas.config import DesiredAppliance
+
+_ERRORS = problem_responses(401, 403, 404)
+
+
+@get("/api/v1/appliances/{appliance_id:uuid}", opt={"permission": "appliances.get"},
+     tags=["appliances"], responses=_ERRORS)
+async def get_appliance(appliance_id: uuid.UUID, conn: asyncpg.Connection, ctx: ApiContext,
+                        tenant_row: dict[str, Any]) -> ApplianceOut:
+    row = await appliances.status_row(conn, appliance_id)
+    desired = await ctx.desired.revision(tenant_row["name"])
+    return appliance_view(row, desired_revision=desired, now=datetime.now(UTC))
+
+
+@post("/api/v1/appliances/{appliance_id:uuid}/token", opt={"permission": "appliances.rotate"},
+      tags=["appliances"], status_code=200, responses=_ERRORS,
+      summary="Revoke the appliance's token and issue a new one (shown once)")
+async def rotate_token(appliance_id: uuid.UUID, conn: asyncpg.Connection, ctx: ApiContext,
+                       principal: Principal, appliance_row: dict[str, Any]) -> ApplianceCredentials:
+    token = await appliances.rotate_token(conn, appliance_id=appliance_id,
+                                          secret_key=ctx.settings.secret_key)
+    await audit.record(conn, actor_kind="person", actor_id=principal.id,
+                       tenant_id=appliance_row["tenant_id"], action="appliance.token.rotate",
+                       outcome="success", target=f"appliance:{appliance_id}",
+                       details={"hint": token[-4:]})
+    return ApplianceCredentials(appliance_id=appliance_id, tenant=appliance_row["tenant"],
+                                name=appliance_row["name"], token=token)
+
+
+@delete("/api/v1/appliances/{appliance_id:uuid}/token", opt={"permission": "appliances.revoke"},
+        tags=["appliances"], responses=_ERRORS, summary="Revoke every token of the appliance")
+async def revoke_token(appliance_id: uuid.UUID, conn: asyncpg.Connection, principal: Principal,
+                       appliance_row: dict[str, Any]) -> None:
+    count = await appliances.revoke_tokens(conn, appliance_id=appliance_id)
+    await audit.record(conn, actor_kind="person", actor_id=principal.id,
+                       tenant_id=appliance_row["tenant_id"], action="appliance.token.revoke",
+                       outcome="success", target=f"appliance:{appliance_id}",
+                       details={"revoked": count})
+
+
+@get("/api/v1/appliance/{appliance_id:uuid}/config", opt={"permission": "appliances.config"},
+     tags=["appliances"],
+     responses={**problem_responses(401, 403, 404, 409),
+                304: ResponseSpec(None, description="Not modified (If-None-Match matched)")},
+     summary="Desired state at the head of the tenant's main; ETag is the commit id")
+async def get_config(
+    appliance_id: uuid.UUID, ctx: ApiContext, appliance_row: dict[str, Any],
+    if_none_match: str | None = Parameter(header="If-None-Match", default=None, max_length=200),
+) -> Response[DesiredAppliance | None]:
+    desired = await ctx.desired.config(appliance_row["tenant"], appliance_row["name"])
+    etag = f'"{desired.revision}"'
+    wanted = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
+    if etag in wanted or "*" in wanted:
+        return Response(None, status_code=304, headers={"ETag": etag})
+    return Response(desired.appliance, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+ROUTES = [get_appliance, rotate_token, revoke_token, get_config]

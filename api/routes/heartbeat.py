@@ -1,0 +1,25 @@
+"""``POST /api/v1/heartbeat``: an appliance reports what it observes."""
+
+from __future__ import annotations
+
+from litestar import post
+
+from api.auth import Principal
+from api.context import ApiContext
+from api.errors import problem_responses
+from api.heartbeats import receive_heartbeat
+from schemas.heartbeat import Heartbeat, HeartbeatAck
+
+HEARTBEAT_MAX_BODY = 64 * 1024
+
+
+@post("/api/v1/heartbeat", opt={"permission": "heartbeat"}, tags=["appliances"], status_code=200,
+      request_max_body_size=HEARTBEAT_MAX_BODY,
+      responses=problem_responses(400, 401, 409, 413, 429),
+      summary="Report observed state; 200 means stored durably")
+async def heartbeat(data: Heartbeat, ctx: ApiContext, principal: Principal) -> HeartbeatAck:
+    assert principal.appliance is not None  # the guard admits appliances only
+    return await receive_heartbeat(ctx, principal.appliance, data)
+
+
+ROUTES = [heartbeat]
