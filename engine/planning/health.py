@@ -123,7 +123,7 @@ def _health(inputs: StatusInputs) -> _Verdict:
                         f"revision {run.revision[:12]} applied; waiting for a heartbeat to "
                         "confirm")
     if run is not None:
-        meant = set(run.plan.items)
+        meant = run.plan.items  # DiffItems hold JSON values: compared, not hashed
         leftover = [item for item in heartbeat.plan.items if item in meant]
         if leftover:
             shown = "; ".join(item.describe() for item in leftover[:5])
