@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from api.auth import ANONYMOUS, Principal
 from api.context import ApiContext
@@ -44,3 +44,11 @@ DEPENDENCIES = {
     "tenant_row": Provide(provide_tenant_row, sync_to_thread=False),
     "appliance_row": Provide(provide_appliance_row, sync_to_thread=False),
 }
+
+
+# Parameter types for handlers: each names the dependency above it injects.
+Ctx = NamedDependency[ApiContext]
+Conn = NamedDependency[asyncpg.Connection]
+Caller = NamedDependency[Principal]
+TenantRow = NamedDependency[dict[str, Any]]
+ApplianceRow = NamedDependency[dict[str, Any]]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated
 
-import asyncpg
 from litestar import Response, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter
 
-from api.auth import Principal
-from api.context import ApiContext
+from api.deps import ApplianceRow, Caller, Conn, Ctx, TenantRow
 from api.errors import problem_responses
 from api.models import ApplianceCredentials, ApplianceOut
 from api.status_view import appliance_view
@@ -24,8 +22,8 @@ _ERRORS = problem_responses(401, 403, 404)
 
 @get("/api/v1/appliances/{appliance_id:uuid}", opt={"permission": "appliances.get"},
      tags=["appliances"], responses=_ERRORS)
-async def get_appliance(appliance_id: uuid.UUID, conn: asyncpg.Connection, ctx: ApiContext,
-                        tenant_row: dict[str, Any]) -> ApplianceOut:
+async def get_appliance(appliance_id: FromPath[uuid.UUID], conn: Conn, ctx: Ctx,
+                        tenant_row: TenantRow) -> ApplianceOut:
     row = await appliances.status_row(conn, appliance_id)
     desired = await ctx.desired.revision(tenant_row["name"])
     return appliance_view(row, desired_revision=desired, now=datetime.now(UTC))
@@ -34,8 +32,8 @@ async def get_appliance(appliance_id: uuid.UUID, conn: asyncpg.Connection, ctx: 
 @post("/api/v1/appliances/{appliance_id:uuid}/token", opt={"permission": "appliances.rotate"},
       tags=["appliances"], status_code=200, responses=_ERRORS,
       summary="Revoke the appliance's token and issue a new one (shown once)")
-async def rotate_token(appliance_id: uuid.UUID, conn: asyncpg.Connection, ctx: ApiContext,
-                       principal: Principal, appliance_row: dict[str, Any]) -> ApplianceCredentials:
+async def rotate_token(appliance_id: FromPath[uuid.UUID], conn: Conn, ctx: Ctx,
+                       principal: Caller, appliance_row: ApplianceRow) -> ApplianceCredentials:
     token = await appliances.rotate_token(conn, appliance_id=appliance_id,
                                           secret_key=ctx.settings.secret_key)
     await audit.record(conn, actor_kind="person", actor_id=principal.id,
@@ -48,8 +46,8 @@ async def rotate_token(appliance_id: uuid.UUID, conn: asyncpg.Connection, ctx: A
 
 @delete("/api/v1/appliances/{appliance_id:uuid}/token", opt={"permission": "appliances.revoke"},
         tags=["appliances"], responses=_ERRORS, summary="Revoke every token of the appliance")
-async def revoke_token(appliance_id: uuid.UUID, conn: asyncpg.Connection, principal: Principal,
-                       appliance_row: dict[str, Any]) -> None:
+async def revoke_token(appliance_id: FromPath[uuid.UUID], conn: Conn, principal: Caller,
+                       appliance_row: ApplianceRow) -> None:
     count = await appliances.revoke_tokens(conn, appliance_id=appliance_id)
     await audit.record(conn, actor_kind="person", actor_id=principal.id,
                        tenant_id=appliance_row["tenant_id"], action="appliance.token.revoke",
@@ -63,8 +61,9 @@ async def revoke_token(appliance_id: uuid.UUID, conn: asyncpg.Connection, princi
                 304: ResponseSpec(None, description="Not modified (If-None-Match matched)")},
      summary="Desired state at the head of the tenant's main; ETag is the commit id")
 async def get_config(
-    appliance_id: uuid.UUID, ctx: ApiContext, appliance_row: dict[str, Any],
-    if_none_match: str | None = Parameter(header="If-None-Match", default=None, max_length=200),
+    appliance_id: FromPath[uuid.UUID], ctx: Ctx, appliance_row: ApplianceRow,
+    if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match", max_length=200)]
+    = None,
 ) -> Response[DesiredAppliance | None]:
     desired = await ctx.desired.config(appliance_row["tenant"], appliance_row["name"])
     etag = f'"{desired.revision}"'

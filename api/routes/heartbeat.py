@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from litestar import post
+from litestar.params import JSONBody
 
-from api.auth import Principal
-from api.context import ApiContext
+from api.deps import Caller, Ctx
 from api.errors import problem_responses
 from api.heartbeats import receive_heartbeat
 from schemas.heartbeat import Heartbeat, HeartbeatAck
@@ -17,7 +17,7 @@ HEARTBEAT_MAX_BODY = 64 * 1024
       request_max_body_size=HEARTBEAT_MAX_BODY,
       responses=problem_responses(400, 401, 409, 413, 429),
       summary="Report observed state; 200 means stored durably")
-async def heartbeat(data: Heartbeat, ctx: ApiContext, principal: Principal) -> HeartbeatAck:
+async def heartbeat(data: JSONBody[Heartbeat], ctx: Ctx, principal: Caller) -> HeartbeatAck:
     assert principal.appliance is not None  # the guard admits appliances only
     return await receive_heartbeat(ctx, principal.appliance, data)
 

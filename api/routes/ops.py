@@ -9,7 +9,7 @@ import anyio.to_thread
 from litestar import get
 from litestar.plugins.prometheus import PrometheusController
 
-from api.context import ApiContext
+from api.deps import Ctx
 from api.errors import problem_responses
 from engine.errors import ExecutionError
 
@@ -22,7 +22,7 @@ async def health() -> dict[str, str]:
 @get("/ready", opt={"permission": "ready"}, tags=["operations"],
      summary="PostgreSQL, Redis and the repo volume are reachable",
      responses=problem_responses(503))
-async def ready(ctx: ApiContext) -> dict[str, Any]:
+async def ready(ctx: Ctx) -> dict[str, Any]:
     checks: dict[str, str] = {}
     try:
         async with ctx.pool.acquire(timeout=2) as conn:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 from litestar import delete, get, patch, post, put
+from litestar.params import FromPath, JSONBody
 
-from api.auth import Principal
+from api.deps import Caller, Conn, TenantRow
 from api.errors import problem_responses
 from api.models import MembershipOut, MembershipPut, PersonCreate, PersonOut, PersonUpdate
 from engine.db import audit, people
@@ -15,20 +15,20 @@ from engine.db import audit, people
 _ERRORS = problem_responses(401, 403, 404)
 
 
-async def _person_out(conn: asyncpg.Connection, row: dict[str, Any]) -> PersonOut:
+async def _person_out(conn: Conn, row: dict[str, Any]) -> PersonOut:
     members = await people.memberships_of(conn, row["id"])
     return PersonOut(**row, memberships=[MembershipOut(tenant=m["tenant"], role=m["role"])
                                          for m in members])
 
 
 @get("/api/v1/people", opt={"permission": "people.list"}, tags=["people"], responses=_ERRORS)
-async def list_people(conn: asyncpg.Connection) -> list[PersonOut]:
+async def list_people(conn: Conn) -> list[PersonOut]:
     return [await _person_out(conn, row) for row in await people.list_people(conn)]
 
 
 @post("/api/v1/people", opt={"permission": "people.create"}, tags=["people"],
       responses=problem_responses(401, 403, 409))
-async def create_person(data: PersonCreate, conn: asyncpg.Connection, principal: Principal
+async def create_person(data: JSONBody[PersonCreate], conn: Conn, principal: Caller
                         ) -> PersonOut:
     row = await people.insert_person(conn, username=data.username, password=data.password,
                                      is_admin=data.is_admin)
@@ -40,14 +40,14 @@ async def create_person(data: PersonCreate, conn: asyncpg.Connection, principal:
 
 @get("/api/v1/people/{person_id:int}", opt={"permission": "people.get"}, tags=["people"],
      responses=_ERRORS)
-async def get_person(person_id: int, conn: asyncpg.Connection) -> PersonOut:
+async def get_person(person_id: FromPath[int], conn: Conn) -> PersonOut:
     return await _person_out(conn, await people.get_person(conn, person_id))
 
 
 @patch("/api/v1/people/{person_id:int}", opt={"permission": "people.update"}, tags=["people"],
        responses=_ERRORS)
-async def update_person(person_id: int, data: PersonUpdate, conn: asyncpg.Connection,
-                        principal: Principal) -> PersonOut:
+async def update_person(person_id: FromPath[int], data: JSONBody[PersonUpdate], conn: Conn,
+                        principal: Caller) -> PersonOut:
     row = await people.update_person(conn, person_id, password=data.password,
                                      is_admin=data.is_admin, disabled=data.disabled)
     await audit.record(conn, actor_kind="person", actor_id=principal.id, action="user.update",
@@ -59,9 +59,9 @@ async def update_person(person_id: int, data: PersonUpdate, conn: asyncpg.Connec
 
 @put("/api/v1/tenants/{tenant:str}/members/{person_id:int}",
      opt={"permission": "memberships.put"}, tags=["people"], responses=_ERRORS)
-async def put_membership(tenant: str, person_id: int, data: MembershipPut,
-                         conn: asyncpg.Connection, principal: Principal,
-                         tenant_row: dict[str, Any]) -> MembershipOut:
+async def put_membership(tenant: FromPath[str], person_id: FromPath[int], data: JSONBody[MembershipPut],
+                         conn: Conn, principal: Caller,
+                         tenant_row: TenantRow) -> MembershipOut:
     await people.set_membership(conn, person_id=person_id, tenant_id=tenant_row["id"],
                                 role=data.role)
     await audit.record(conn, actor_kind="person", actor_id=principal.id,
@@ -72,8 +72,8 @@ async def put_membership(tenant: str, person_id: int, data: MembershipPut,
 
 @delete("/api/v1/tenants/{tenant:str}/members/{person_id:int}",
         opt={"permission": "memberships.delete"}, tags=["people"], responses=_ERRORS)
-async def delete_membership(tenant: str, person_id: int, conn: asyncpg.Connection,
-                            principal: Principal, tenant_row: dict[str, Any]) -> None:
+async def delete_membership(tenant: FromPath[str], person_id: FromPath[int], conn: Conn,
+                            principal: Caller, tenant_row: TenantRow) -> None:
     await people.delete_membership(conn, person_id=person_id, tenant_id=tenant_row["id"])
     await audit.record(conn, actor_kind="person", actor_id=principal.id,
                        tenant_id=tenant_row["id"], action="membership.delete",

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from litestar import get, post
+from litestar.params import FromPath, JSONBody
 
-from api.auth import Principal
-from api.context import ApiContext
+from api.deps import Caller, Conn, Ctx, TenantRow
 from api.errors import problem_responses
 from api.models import ApplianceCredentials, ApplianceOut, ApplianceRegister, TenantOut
 from api.status_view import appliance_view
@@ -18,7 +17,7 @@ from engine.db import appliances, audit, tenants
 _ERRORS = problem_responses(401, 403, 404)
 
 
-async def _tenant_out(ctx: ApiContext, row: dict[str, Any]) -> TenantOut:
+async def _tenant_out(ctx: Ctx, row: dict[str, Any]) -> TenantOut:
     return TenantOut(head_revision=await ctx.desired.revision(row["name"]), **{
         k: row[k] for k in ("name", "display_name", "last_good_revision", "validation_status",
                             "validation_errors")})
@@ -26,7 +25,7 @@ async def _tenant_out(ctx: ApiContext, row: dict[str, Any]) -> TenantOut:
 
 @get("/api/v1/tenants", opt={"permission": "tenants.list"}, tags=["tenants"],
      responses=problem_responses(401, 403))
-async def list_tenants(conn: asyncpg.Connection, ctx: ApiContext, principal: Principal
+async def list_tenants(conn: Conn, ctx: Ctx, principal: Caller
                        ) -> list[TenantOut]:
     only = None if principal.is_admin else [tid for tid, _ in principal.memberships.values()]
     return [await _tenant_out(ctx, row) for row in await tenants.list_tenants(conn, only_ids=only)]
@@ -34,14 +33,14 @@ async def list_tenants(conn: asyncpg.Connection, ctx: ApiContext, principal: Pri
 
 @get("/api/v1/tenants/{tenant:str}", opt={"permission": "tenants.get"}, tags=["tenants"],
      responses=_ERRORS)
-async def get_tenant(tenant: str, ctx: ApiContext, tenant_row: dict[str, Any]) -> TenantOut:
+async def get_tenant(tenant: FromPath[str], ctx: Ctx, tenant_row: TenantRow) -> TenantOut:
     return await _tenant_out(ctx, tenant_row)
 
 
 @get("/api/v1/tenants/{tenant:str}/appliances", opt={"permission": "tenants.appliances"},
      tags=["tenants"], responses=_ERRORS)
-async def list_appliances(tenant: str, conn: asyncpg.Connection, ctx: ApiContext,
-                          tenant_row: dict[str, Any]) -> list[ApplianceOut]:
+async def list_appliances(tenant: FromPath[str], conn: Conn, ctx: Ctx,
+                          tenant_row: TenantRow) -> list[ApplianceOut]:
     desired = await ctx.desired.revision(tenant)
     now = datetime.now(UTC)
     rows = await appliances.status_rows(conn, tenant_id=tenant_row["id"])
@@ -51,9 +50,9 @@ async def list_appliances(tenant: str, conn: asyncpg.Connection, ctx: ApiContext
 @post("/api/v1/tenants/{tenant:str}/appliances", opt={"permission": "appliances.register"},
       tags=["appliances"], responses=problem_responses(401, 403, 404, 409),
       summary="Register an appliance; its token is in this response and nowhere else")
-async def register_appliance(tenant: str, data: ApplianceRegister, conn: asyncpg.Connection,
-                             ctx: ApiContext, principal: Principal,
-                             tenant_row: dict[str, Any]) -> ApplianceCredentials:
+async def register_appliance(tenant: FromPath[str], data: JSONBody[ApplianceRegister], conn: Conn,
+                             ctx: Ctx, principal: Caller,
+                             tenant_row: TenantRow) -> ApplianceCredentials:
     row, token = await appliances.register_appliance(
         conn, tenant_id=tenant_row["id"], name=data.name, hostname=data.hostname,
         secret_key=ctx.settings.secret_key)
