@@ -59,7 +59,8 @@ async def update_person(person_id: FromPath[int], data: JSONBody[PersonUpdate], 
 
 @put("/api/v1/tenants/{tenant:str}/members/{person_id:int}",
      opt={"permission": "memberships.put"}, tags=["people"], responses=_ERRORS)
-async def put_membership(tenant: FromPath[str], person_id: FromPath[int], data: JSONBody[MembershipPut],
+async def put_membership(tenant: FromPath[str], person_id: FromPath[int],
+                         data: JSONBody[MembershipPut],
                          conn: Conn, principal: Caller,
                          tenant_row: TenantRow) -> MembershipOut:
     await people.set_membership(conn, person_id=person_id, tenant_id=tenant_row["id"],

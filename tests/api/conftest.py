@@ -22,8 +22,8 @@ from api.auth import issue_person_token
 from api.context import Limits
 from engine.db import appliances, tenants
 from engine.db.migrate import apply_migrations
-from engine.db.pool import create_pool
 from engine.db.people import hash_password
+from engine.db.pool import create_pool
 from engine.repos.store import RepoStore, signature
 from engine.settings import Settings
 from tests.db.pg import Databases, run_sync

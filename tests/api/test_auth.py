@@ -1,0 +1,128 @@
+"""People's credentials: login, JWT checks, lockout, and the wrong kind of token."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from api.auth import JWT_AUDIENCE, JWT_ISSUER
+from api.context import Limits
+from tests.api.conftest import PASSWORD
+
+
+async def _audit(world, action: str) -> list[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        rows = await conn.fetch("SELECT outcome FROM audit_events WHERE action = $1 ORDER BY id",
+                                action)
+    finally:
+        await conn.close()
+    return [r["outcome"] for r in rows]
+
+
+async def test_login_issues_a_short_lived_jwt_for_the_api_audience(client, world) -> None:
+    response = await client.post("/api/v1/auth/token",
+                                 json={"username": "operator", "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    claims = jwt.decode(body["access_token"], world.settings.jwt_secret, algorithms=["HS256"],
+                        audience=JWT_AUDIENCE)
+    assert claims["sub"] == str(world.person_ids["operator"])
+    assert 0 < body["expires_in"] <= 3600 and claims["exp"] - claims["iat"] == body["expires_in"]
+    tenants = await client.get("/api/v1/tenants",
+                               headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert [t["name"] for t in tenants.json()] == ["acme"]
+    assert await _audit(world, "auth.login") == ["success"]
+
+
+async def test_wrong_password_is_401_and_audited_without_the_password(client, world) -> None:
+    response = await client.post("/api/v1/auth/token",
+                                 json={"username": "operator", "password": "guess-guess-1"})
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert await _audit(world, "auth.login") == ["failure"]
+    import asyncpg
+
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        dump = await conn.fetchval("SELECT json_agg(a)::text FROM audit_events a")
+    finally:
+        await conn.close()
+    assert "guess-guess-1" not in dump
+
+
+async def test_failed_logins_lock_the_user_with_retry_after(client, world) -> None:
+    limit = Limits().login_failures_per_user
+    for _ in range(limit):
+        r = await client.post("/api/v1/auth/token",
+                              json={"username": "auditor", "password": "nope-nope-nope"})
+        assert r.status_code == 401
+    locked = await client.post("/api/v1/auth/token",
+                               json={"username": "auditor", "password": PASSWORD})
+    assert locked.status_code == 429
+    assert 0 < int(locked.headers["retry-after"]) <= Limits().login_lockout_seconds
+    # the count lives in Redis: another user is not affected
+    other = await client.post("/api/v1/auth/token",
+                              json={"username": "customer", "password": PASSWORD})
+    assert other.status_code == 200
+
+
+class TestPerAddressLimit:
+    @pytest.fixture
+    def limits(self) -> Limits:
+        return Limits(login_per_minute_per_address=3)
+
+    async def test_login_is_rate_limited_per_source_address(self, client, world) -> None:
+        statuses = [(await client.post("/api/v1/auth/token",
+                                       json={"username": "customer", "password": PASSWORD}))
+                    for _ in range(4)]
+        assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+        assert int(statuses[-1].headers["retry-after"]) >= 1
+        assert statuses[-1].headers["content-type"].startswith("application/problem+json")
+
+
+def _token(world, **overrides) -> str:
+    now = int(time.time())
+    claims = {"sub": str(world.person_ids["admin"]), "aud": JWT_AUDIENCE, "iss": JWT_ISSUER,
+              "iat": now, "exp": now + 300} | overrides
+    return jwt.encode(claims, world.settings.jwt_secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize("make", [
+    lambda w: _token(w, exp=int(time.time()) - 60, iat=int(time.time()) - 400),
+    lambda w: _token(w, aud="hearth-appliance"),
+    lambda w: _token(w, iss="someone-else"),
+    lambda w: jwt.encode({"sub": str(w.person_ids["admin"]), "aud": JWT_AUDIENCE,
+                          "iss": JWT_ISSUER, "iat": int(time.time()),
+                          "exp": int(time.time()) + 300}, None, algorithm="none"),
+    lambda w: _token(w) + "x",
+    lambda w: jwt.encode({"sub": "1", "aud": JWT_AUDIENCE, "iss": JWT_ISSUER,
+                          "iat": int(time.time()), "exp": int(time.time()) + 300},
+                         "another-secret-of-enough-length-0123456789", algorithm="HS256"),
+    lambda w: w.appliance_tokens["acme/front-office"],
+    lambda w: "hth_app_" + "A" * 43,
+], ids=["expired", "wrong-audience", "wrong-issuer", "alg-none", "bad-signature",
+        "other-key", "appliance-token-on-human-route", "unknown-appliance-token"])
+async def test_bad_credentials_on_a_human_route_are_401(client, world, make) -> None:
+    response = await client.get("/api/v1/tenants",
+                                headers={"Authorization": f"Bearer {make(world)}"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_person_jwt_on_the_appliance_route_is_401(client, world) -> None:
+    response = await client.post("/api/v1/heartbeat", headers=world.auth("admin"), json={})
+    assert response.status_code == 401
+
+
+async def test_disabled_user_stops_at_once(client, world) -> None:
+    assert (await client.get("/api/v1/tenants", headers=world.auth("operator"))).status_code == 200
+    patch = await client.patch(f"/api/v1/people/{world.person_ids['operator']}",
+                               headers=world.auth("admin"), json={"disabled": True})
+    assert patch.status_code == 200 and patch.json()["disabled"] is True
+    assert "password" not in patch.text
+    assert (await client.get("/api/v1/tenants", headers=world.auth("operator"))).status_code == 401

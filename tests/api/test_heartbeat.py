@@ -1,0 +1,142 @@
+"""Heartbeats: stored durably, replay 409, clock skew 400, size 413, rate limit 429."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from api.context import Limits
+
+
+def beat(sequence: int, *, sent_at: datetime | None = None, **extra) -> dict:
+    return {"sequence": sequence, "sent_at": (sent_at or datetime.now(UTC)).isoformat(),
+            "agent_version": "1.2.3",
+            "services": [{"name": "named", "status": "running"}],
+            "facts": {"kernel": "6.1"}, **extra}
+
+
+async def _counts(world) -> tuple[int, int]:
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        return (await conn.fetchval("SELECT count(*) FROM observed_latest"),
+                await conn.fetchval("SELECT count(*) FROM observed_history"))
+    finally:
+        await conn.close()
+
+
+async def test_heartbeat_is_stored_and_acknowledged_with_the_desired_revision(client, world):
+    response = await client.post("/api/v1/heartbeat", json=beat(1), headers=world.auth("appliance"))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted_sequence": 1, "desired_revision": world.heads["acme"],
+                               "next_interval_seconds": 30}
+    assert await _counts(world) == (1, 1)
+    view = await client.get(f"/api/v1/appliances/{world.appliance_ids['acme/front-office']}",
+                            headers=world.auth("operator"))
+    assert view.json()["last_sequence"] == 1
+    assert view.json()["status"]["health"] == "Healthy"
+    assert view.json()["status"]["sync"] == "OutOfSync"  # no applied revision reported yet
+
+
+async def test_the_appliance_is_the_tokens_not_the_bodys(client, world) -> None:
+    body = beat(1, appliance_id=world.appliance_ids["globex/front-office"])
+    response = await client.post("/api/v1/heartbeat", json=body, headers=world.auth("appliance"))
+    assert response.status_code == 400  # unknown field: the body cannot name an appliance
+    assert await _counts(world) == (0, 0)
+
+
+async def test_replayed_or_older_sequence_is_409_and_stores_nothing(client, world) -> None:
+    headers = world.auth("appliance")
+    assert (await client.post("/api/v1/heartbeat", json=beat(5), headers=headers)).status_code == 200
+    for sequence in (5, 4):
+        r = await client.post("/api/v1/heartbeat", json=beat(sequence), headers=headers)
+        assert r.status_code == 409
+        assert r.headers["content-type"].startswith("application/problem+json")
+    assert await _counts(world) == (1, 1)
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        reasons = await conn.fetch(
+            "SELECT details->>'reason' AS r FROM audit_events WHERE action = 'heartbeat.reject'")
+    finally:
+        await conn.close()
+    assert [r["r"] for r in reasons] == ["stale_sequence", "stale_sequence"]
+
+
+async def test_concurrent_duplicates_store_each_sequence_once(client, world) -> None:
+    headers = world.auth("appliance")
+    responses = await asyncio.gather(*(client.post("/api/v1/heartbeat", json=beat(s),
+                                                   headers=headers)
+                                       for s in (1, 2, 3) for _ in range(3)))
+    codes = sorted(r.status_code for r in responses)
+    assert set(codes) <= {200, 409} and codes.count(200) <= 3
+    assert (await _counts(world))[1] == codes.count(200)
+
+
+@pytest.mark.parametrize("offset", [timedelta(minutes=6), -timedelta(minutes=6)],
+                         ids=["ahead", "behind"])
+async def test_clock_skew_beyond_the_bound_is_400(client, world, offset) -> None:
+    body = beat(1, sent_at=datetime.now(UTC) + offset)
+    response = await client.post("/api/v1/heartbeat", json=body, headers=world.auth("appliance"))
+    assert response.status_code == 400
+    assert "clock" in response.json()["detail"]
+    assert await _counts(world) == (0, 0)
+
+
+async def test_body_over_64_kib_is_413(client, world) -> None:
+    body = beat(1, facts={f"k{i}": "x" * 500 for i in range(60)})
+    big = (await asyncio.to_thread(lambda: __import__("json").dumps(body))).encode()
+    big = big[:-1] + b', "pad": "' + b"y" * (70 * 1024 - len(big)) + b'"}'
+    assert len(big) > 70 * 1024 - 100
+    response = await client.post("/api/v1/heartbeat", content=big,
+                                 headers={**world.auth("appliance"),
+                                          "Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert await _counts(world) == (0, 0)
+
+
+async def test_revoked_token_stops_at_once(client, world) -> None:
+    headers = world.auth("appliance")
+    assert (await client.post("/api/v1/heartbeat", json=beat(1), headers=headers)).status_code == 200
+    appliance = world.appliance_ids["acme/front-office"]
+    revoke = await client.delete(f"/api/v1/appliances/{appliance}/token",
+                                 headers=world.auth("operator"))
+    assert revoke.status_code == 204
+    assert (await client.post("/api/v1/heartbeat", json=beat(2), headers=headers)).status_code == 401
+    config = await client.get(f"/api/v1/appliance/{appliance}/config", headers=headers)
+    assert config.status_code == 401
+
+
+async def test_rotated_token_replaces_the_old_one(client, world) -> None:
+    appliance = world.appliance_ids["acme/front-office"]
+    rotated = await client.post(f"/api/v1/appliances/{appliance}/token",
+                                headers=world.auth("operator"))
+    assert rotated.status_code == 200
+    new = rotated.json()["token"]
+    assert new.startswith("hth_app_") and new != world.appliance_tokens["acme/front-office"]
+    old = await client.post("/api/v1/heartbeat", json=beat(1), headers=world.auth("appliance"))
+    assert old.status_code == 401
+    ok = await client.post("/api/v1/heartbeat", json=beat(1),
+                           headers={"Authorization": f"Bearer {new}"})
+    assert ok.status_code == 200
+
+
+class TestRateLimit:
+    @pytest.fixture
+    def limits(self) -> Limits:
+        return Limits(heartbeat_per_minute=3)
+
+    async def test_per_appliance_limit_is_429_with_retry_after(self, client, world) -> None:
+        codes = [(await client.post("/api/v1/heartbeat", json=beat(s),
+                                    headers=world.auth("appliance"))).status_code
+                 for s in range(1, 5)]
+        assert codes == [200, 200, 200, 429]
+        limited = await client.post("/api/v1/heartbeat", json=beat(9),
+                                    headers=world.auth("appliance"))
+        assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 61
+        # another appliance has its own budget
+        other = await client.post("/api/v1/heartbeat", json=beat(1),
+                                  headers=world.auth("other-appliance"))
+        assert other.status_code == 200
