@@ -1,0 +1,145 @@
+"""Every route in the OpenAPI document × every role, against ``api.auth.PERMISSIONS``.
+
+The expected outcome is derived from the matrix alone: allowed means a 2xx
+answer (each call is well-formed, with a valid body); anonymous callers and
+the wrong kind of credential get 401; a role the rule does not list gets 403
+inside its own tenant; a caller with no role in the tenant gets 404. Then a
+cross-tenant probe: tenant globex's operator and appliance call every route
+that names something of tenant acme, get 404 (or 401), and no table changes
+except for the audit rows recording the denials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from api.auth import PERMISSIONS, Rule
+from tests.api.conftest import APPLIANCE, PASSWORD, World
+from tests.api.test_heartbeat import beat
+
+ROLES = ["admin", "operator", "customer", "auditor", "other-operator", "appliance", "anonymous"]
+PEOPLE = {"admin", "operator", "customer", "auditor"}
+
+BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/api/v1/people"): {"username": "newcomer", "password": PASSWORD},
+    ("PATCH", "/api/v1/people/{person_id}"): {"disabled": False},
+    ("PUT", "/api/v1/tenants/{tenant}/members/{person_id}"): {"role": "customer"},
+    ("POST", "/api/v1/tenants/{tenant}/appliances"): {"name": "newbox"},
+    ("POST", "/api/v1/auth/token"): {"username": "customer", "password": PASSWORD},
+    ("POST", "/api/v1/heartbeat"): None,  # built per call (fresh sent_at)
+}
+ORDER = {"GET": 0, "POST": 1, "PUT": 1, "PATCH": 1, "DELETE": 2}
+
+
+def operations(app) -> list[tuple[str, str, str]]:
+    """(method, OpenAPI path, permission) of every operation in the document."""
+    handlers = {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            for method in handler.http_methods:
+                handlers[(method, route.path_format)] = handler.opt.get("permission")
+    doc = app.openapi_schema.to_schema()
+    ops = [(method.upper(), path, handlers[(method.upper(), path)])
+           for path, item in doc["paths"].items() for method in item
+           if method in ("get", "post", "put", "patch", "delete")]
+    return sorted(ops, key=lambda op: (ORDER[op[0]], op[1]))
+
+
+def expected(rule: Rule, role: str) -> int | str:
+    if rule.scope == "public":
+        return "allow"
+    if role == "anonymous":
+        return "allow" if "anonymous" in rule.roles else 401
+    kind = "appliance" if role == "appliance" else "person"
+    if kind == "appliance" and "appliance" not in rule.roles:
+        return 401
+    if kind == "person" and not rule.roles & PEOPLE:
+        return 401
+    own = {"other-operator": "operator"}.get(role, role)
+    if rule.scope == "global":
+        return "allow" if own in rule.roles else 403
+    if role == "other-operator":
+        return 404
+    return "allow" if own in rule.roles else 403
+
+
+def url(world: World, path: str, tenant: str = "acme") -> str:
+    return (path.replace("{tenant}", tenant)
+            .replace("{person_id}", str(world.person_ids["customer"]))
+            .replace("{appliance_id}", world.appliance_ids[f"{tenant}/{APPLIANCE}"]))
+
+
+async def call(client: AsyncTestClient, world: World, method: str, path: str, who: str,
+               tenant: str = "acme"):
+    body = BODIES.get((method, path))
+    if (method, path) == ("POST", "/api/v1/heartbeat"):
+        body = beat(1)
+    return await client.request(method, url(world, path, tenant), headers=world.auth(who),
+                                json=body if body is not None or method in ("POST", "PUT", "PATCH")
+                                else None)
+
+
+def test_every_route_has_a_rule_and_every_rule_a_route(settings) -> None:
+    app = create_app(settings, migrate=False)
+    ops = operations(app)
+    assert all(permission in PERMISSIONS for _, _, permission in ops), ops
+    assert {p for _, _, p in ops} | {"metrics"} == set(PERMISSIONS)
+    assert set(BODIES) <= {(m, p) for m, p, _ in ops}
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_permission_table(client, world, settings, role) -> None:
+    app = create_app(settings, migrate=False)
+    mismatches = []
+    for method, path, permission in operations(app):
+        want = expected(PERMISSIONS[permission], role)
+        response = await call(client, world, method, path, role)
+        got = "allow" if 200 <= response.status_code < 300 else response.status_code
+        if got != want:
+            mismatches.append((method, path, role, want, got, response.text[:200]))
+    assert mismatches == []
+
+
+TABLES = ["tenants", "people", "memberships", "appliances", "appliance_tokens",
+          "observed_latest", "observed_history", "appliance_status", "reconcile_runs",
+          "run_events", "pull_requests", "support_requests", "tasks"]
+
+
+async def snapshot(world: World) -> dict[str, Any]:
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        counts = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in TABLES}
+        counts["live_tokens"] = await conn.fetchval(
+            "SELECT count(*) FROM appliance_tokens WHERE revoked_at IS NULL")
+        counts["roles"] = [tuple(r) for r in await conn.fetch(
+            "SELECT person_id, tenant_id, role FROM memberships ORDER BY 1, 2")]
+        counts["people"] = [tuple(r) for r in await conn.fetch(
+            "SELECT id, disabled, is_admin, password_hash FROM people ORDER BY id")]
+        audit = await conn.fetch("SELECT outcome, tenant_id FROM audit_events")
+    finally:
+        await conn.close()
+    return {"counts": counts, "audit": [tuple(r) for r in audit]}
+
+
+@pytest.mark.parametrize("who", ["other-operator", "other-appliance"])
+async def test_cross_tenant_probe_is_404_and_stores_nothing(client, world, settings, who) -> None:
+    app = create_app(settings, migrate=False)
+    scoped = [(m, p, perm) for m, p, perm in operations(app)
+              if PERMISSIONS[perm].scope in ("tenant", "appliance")]
+    assert len(scoped) >= 8
+    before = await snapshot(world)
+    for method, path, permission in scoped:
+        response = await call(client, world, method, path, who)
+        allowed_kind = ("appliance" in PERMISSIONS[permission].roles) == (who == "other-appliance")
+        want = 404 if allowed_kind or who == "other-operator" else 401
+        assert response.status_code == want, (method, path, response.text)
+        assert "acme" not in response.text.lower().replace("/acme", "")
+    after = await snapshot(world)
+    assert after["counts"] == before["counts"]
+    new_audit = after["audit"][len(before["audit"]):]
+    assert all(outcome == "denied" and tenant is None for outcome, tenant in new_audit)
