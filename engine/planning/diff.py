@@ -78,6 +78,8 @@ def diff_domain(
     for key, want_values in desired.objects.items():
         have_values = observed.objects.get(key)
         if have_values is None:
+            have_values = observed.implied.get(key)
+        if have_values is None:
             items.append(DiffItem(domain=domain, operation="add", path=key,
                                   after=as_json(key, want_values), reason="missing"))
             continue
@@ -105,8 +107,6 @@ def diff_domain(
         if len(key) > 2 and key[:2] not in desired.objects:
             continue  # a record of a zone that is itself removed or extra
         is_managed = key in managed
-        if not is_managed and key in observed.implied:
-            continue
         before = as_json(key, have_values)
         if is_managed and prune:
             items.append(DiffItem(domain=domain, operation="remove", path=key, before=before,

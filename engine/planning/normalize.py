@@ -17,7 +17,7 @@ appliance in sync yields an empty plan. The rules:
   (and so the agent's ``ObservedRecord``) holds them: names and targets become
   absolute lower-case FQDNs ending in '.', MX is ``"10 mail.example.com."``,
   SRV ``"0 5 5060 sip.example.com."``, TXT is the concatenated text re-quoted
-  in 255-byte strings, addresses in their compressed form. SOA and NS records
+  in 255-byte strings, addresses in canonical (inet_ntop) form. SOA and NS records
   are the role's (serials change on every write) and are ignored;
 - volatile observed fields are dropped (zone serial, certificate not_before,
   issuer and fingerprints, CA fingerprint); certificate ``not_after`` is kept
@@ -33,11 +33,11 @@ and pass it to ``build_plan``.
 
 from __future__ import annotations
 
-import ipaddress
+import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from schemas.config import (
@@ -96,6 +96,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
 
 IGNORED_RECORD_TYPES = frozenset({"SOA", "NS"})
 
+_CANONICAL_IPV4 = re.compile(r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
+                             r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
+
 
 @dataclass(frozen=True, slots=True)
 class CanonicalDomain:
@@ -112,8 +115,9 @@ class CanonicalDomain:
     objects: dict[ObjectKey, tuple[Any, ...]] = field(default_factory=dict)
     absent: frozenset[ObjectKey] = frozenset()
     deadlines: dict[ObjectKey, Any] = field(default_factory=dict)
-    implied: frozenset[ObjectKey] = frozenset()
-    """Observed objects that come with another object (a user's private group): never extras."""
+    implied: dict[ObjectKey, tuple[Any, ...]] = field(default_factory=dict)
+    """Observed objects that come with another one (a user's private group): kept out of
+    ``objects``, so never extras, but they satisfy a desired object of the same key."""
 
     def same_content(self, other: CanonicalDomain) -> bool:
         """Equal settings and objects: nothing to diff (the planner's fast path)."""
@@ -157,6 +161,8 @@ def json_value(value: Any) -> Any:
 
 
 def _sorted(values: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(values, list) and len(values) < 2:
+        return tuple(values)  # the common case, without building a set
     return tuple(sorted(set(values)))
 
 
@@ -167,7 +173,7 @@ def _ssh_key(value: str) -> str:
 
 
 def _gecos(value: str) -> str:
-    return value.split(",", 1)[0].strip()
+    return value.split(",", 1)[0].strip() if "," in value else value.strip()
 
 
 def _key_type(value: str) -> str:
@@ -182,10 +188,10 @@ def _optional_text(value: str | None) -> str | None:
 def absolute_name(name: str, zone: str) -> str:
     """``@``, a relative or an absolute name -> absolute lower-case FQDN ending in '.'."""
     name = name.strip().lower()
+    if name[-1:] == ".":
+        return name
     if name == "@" or name == "":
         return zone + "."
-    if name.endswith("."):
-        return name
     if name == zone or name.endswith("." + zone):
         # Agents sometimes drop the final dot of an absolute name.
         return name + "."
@@ -235,19 +241,23 @@ def _parse_txt(data: str) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=65536)
-def presentation(zone: str, name: str, type_: str, data: str) -> tuple[str, str, str]:
-    """Canonical ``(absolute name, type, data)`` of an observed record's presentation form.
+def canonical_address(text: str) -> str:
+    """An IPv4 or IPv6 address in its canonical text form (the C library's, both sides)."""
+    if _CANONICAL_IPV4.match(text):
+        return text
+    family = socket.AF_INET6 if ":" in text else socket.AF_INET
+    try:
+        return socket.inet_ntop(family, socket.inet_pton(family, text))
+    except OSError:
+        return text.lower()
 
-    Cached: the same records come back in every heartbeat of an appliance.
-    """
+
+def presentation(zone: str, name: str, type_: str, data: str) -> tuple[str, str, str]:
+    """Canonical ``(absolute name, type, data)`` of an observed record's presentation form."""
     owner = absolute_name(name, zone)
     data = data.strip()
     if type_ in ("A", "AAAA"):
-        try:
-            data = ipaddress.ip_address(data).compressed
-        except ValueError:
-            data = data.lower()
+        data = canonical_address(data)
     elif type_ in ("CNAME", "PTR"):
         data = absolute_name(data, zone)
     elif type_ == "MX":
@@ -260,7 +270,9 @@ def presentation(zone: str, name: str, type_: str, data: str) -> tuple[str, str,
             numbers = " ".join(str(int(p)) for p in parts[:3])
             data = f"{numbers} {absolute_name(parts[3], zone)}"
     elif type_ == "TXT":
-        data = _quote_txt(_parse_txt(data))
+        if not (data.count('"') == 2 and data[0] == '"' and data[-1] == '"'
+                and "\\" not in data and data.isascii() and len(data) <= 257):
+            data = _quote_txt(_parse_txt(data))  # not already one plain quoted string
     return owner, type_, data
 
 
@@ -269,7 +281,7 @@ def desired_record(zone: str, record: Any) -> tuple[str, str, str]:
     owner = absolute_name(record.name, zone)
     type_ = record.type
     if type_ in ("A", "AAAA"):
-        data = record.address.compressed
+        data = canonical_address(str(record.address))
     elif type_ in ("CNAME", "PTR"):
         data = absolute_name(record.target, zone)
     elif type_ == "MX":
@@ -313,7 +325,7 @@ def _desired_users(state: UsersState) -> CanonicalDomain:
             user.full_name.strip(),
             _sorted(user.groups),
             user.shell,
-            _sorted(_ssh_key(k) for k in user.ssh_keys),
+            _sorted([_ssh_key(k) for k in user.ssh_keys]),
             UNSET if user.uid is None else user.uid,
             True if user.password is not None else UNSET,
         )
@@ -416,18 +428,20 @@ def _observed_users(users: ObservedUsers) -> CanonicalDomain:
     user_names = set()
     for user in users.users:
         user_names.add(user.name)
+        keys = user.ssh_keys
         objects[("users", user.name)] = (
             _gecos(user.full_name),
             _sorted(user.groups),
             user.shell,
-            _sorted(_ssh_key(k) for k in user.ssh_keys),
+            _sorted([_ssh_key(k) for k in keys]) if keys else (),
             UNSET if user.uid is None else user.uid,
             user.has_password,
         )
-    for group in users.groups:
-        objects[("groups", group.name)] = (UNSET if group.gid is None else group.gid,)
     # A user's private group (same name) comes with the account, not from groups.yaml.
-    private = frozenset(("groups", name) for name in user_names)
+    private: dict[ObjectKey, tuple[Any, ...]] = {}
+    for group in users.groups:
+        target = private if group.name in user_names else objects
+        target[("groups", group.name)] = (UNSET if group.gid is None else group.gid,)
     return CanonicalDomain(objects=objects, implied=private)
 
 
