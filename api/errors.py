@@ -141,9 +141,10 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries documenting the problem responses a route may give."""
+    """OpenAPI entries documenting the problem responses a route may give (400 always:
+    it replaces Litestar's default entry, which names application/json)."""
     return {
         status: ResponseSpec(data_container=Problem, media_type=PROBLEM_MEDIA_TYPE,
                              description=_HTTP_TYPES.get(status, "error").replace("-", " "))
-        for status in statuses
+        for status in sorted({400, *statuses})
     }

@@ -1,4 +1,4 @@
-"""Every route in the OpenAPI document × every role, against ``api.auth.PERMISSIONS``.
+"""Every route in the OpenAPI document x every role, against ``api.auth.PERMISSIONS``.
 
 The expected outcome is derived from the matrix alone: allowed means a 2xx
 answer (each call is well-formed, with a valid body); anonymous callers and
