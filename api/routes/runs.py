@@ -1,0 +1,158 @@
+"""Reconcile from the API: manual syncs (and dry runs), live diffs, and runs with their events.
+
+A sync request is stored as a ``queued`` run row before the queue hint is
+added, so it survives a Redis flush (the resync re-adds queued requests); the
+worker that takes the appliance claims it. ``/runs/{id}/events`` streams the
+run's event log as server-sent events: what is stored first, then new events
+as the worker writes them, then one ``end`` event when the run is finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from litestar import get, post
+from litestar.params import FromPath, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import ApplianceRow, Caller, Conn, Ctx
+from api.errors import problem_responses
+from engine.db import audit, heartbeats
+from engine.db import runs as run_db
+from engine.planning.plan import build_plan
+from engine.reconcile.queue import ReconcileQueue
+from schemas.heartbeat import ObservedState
+from schemas.plan import Inventory, Plan
+
+_ERRORS = problem_responses(401, 403, 404)
+_FINISHED = {"succeeded", "failed", "interrupted"}
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dry_run: bool = False
+    """Run Ansible in check mode with diff: nothing on the appliance changes."""
+
+
+class SyncAccepted(BaseModel):
+    run_id: int
+    dry_run: bool
+    status: str = "queued"
+
+
+class RunOut(BaseModel):
+    id: int
+    tenant: str
+    appliances: list[uuid.UUID]
+    revision: str
+    status: str
+    check_mode: bool
+    trigger: str
+    changed: int
+    failed: int
+    error: str | None
+    plan: dict[str, Any]
+    results: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RunEventOut(BaseModel):
+    seq: int
+    host: str | None
+    event: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    at: datetime
+
+
+def _queue(ctx: Any) -> ReconcileQueue:
+    queue = ctx.extra.get("queue")
+    if queue is None:
+        queue = ctx.extra["queue"] = ReconcileQueue(ctx.redis)
+    return queue  # type: ignore[no-any-return]
+
+
+@post("/api/v1/appliances/{appliance_id:uuid}/sync", opt={"permission": "appliances.sync"},
+      tags=["reconcile"], status_code=202, responses=_ERRORS,
+      summary="Reconcile the appliance now (dry_run: Ansible check mode with diff)")
+async def request_sync(appliance_id: FromPath[uuid.UUID], data: SyncRequest, conn: Conn,
+                       ctx: Ctx, principal: Caller, appliance_row: ApplianceRow) -> SyncAccepted:
+    revision = await ctx.desired.revision(appliance_row["tenant"]) or ""
+    run_id = await run_db.create_run(
+        conn, tenant_id=appliance_row["tenant_id"], appliance_ids=[appliance_id],
+        revision=revision, plan={}, check_mode=data.dry_run, trigger="manual",
+        worker_id=None, status="queued")
+    await audit.record(conn, actor_kind="person", actor_id=principal.id,
+                       tenant_id=appliance_row["tenant_id"], action="appliance.sync",
+                       outcome="success", target=f"appliance:{appliance_id}",
+                       details={"run_id": run_id, "dry_run": data.dry_run})
+    await _queue(ctx).add(f"{appliance_row['tenant']}/{appliance_row['name']}")
+    return SyncAccepted(run_id=run_id, dry_run=data.dry_run)
+
+
+@get("/api/v1/appliances/{appliance_id:uuid}/diff", opt={"permission": "appliances.diff"},
+     tags=["reconcile"], responses=problem_responses(401, 403, 404, 409),
+     summary="The plan: what a sync would change, from the latest heartbeat")
+async def get_diff(appliance_id: FromPath[uuid.UUID], conn: Conn, ctx: Ctx,
+                   appliance_row: ApplianceRow) -> Plan:
+    found = await ctx.desired.config(appliance_row["tenant"], appliance_row["name"])
+    latest = await heartbeats.latest(conn, appliance_id)
+    observed = ObservedState.model_validate(latest["observed"]) if latest else None
+    status = await run_db.get_status(conn, appliance_id)
+    inventory = Inventory.model_validate(((status or {}).get("inventory") or {}).get("plan") or {})
+    desired = found.appliance
+    return build_plan(desired=desired, observed=observed, inventory=inventory,
+                      policy=desired.policies, revision=found.revision, now=datetime.now(UTC))
+
+
+@get("/api/v1/appliances/{appliance_id:uuid}/runs", opt={"permission": "appliances.runs"},
+     tags=["reconcile"], responses=_ERRORS, summary="The appliance's latest runs")
+async def list_runs(appliance_id: FromPath[uuid.UUID], conn: Conn,
+                    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20) -> list[RunOut]:
+    return [RunOut.model_validate(r) for r in
+            await run_db.runs_of_appliance(conn, appliance_id, limit=limit)]
+
+
+@get("/api/v1/runs/{run_id:int}", opt={"permission": "runs.get"}, tags=["reconcile"],
+     responses=_ERRORS, summary="One run: plan, per-host results, counts, timing")
+async def get_run(run_id: FromPath[Annotated[int, Field(ge=1, le=2**62)]], conn: Conn) -> RunOut:
+    return RunOut.model_validate(await run_db.get_run(conn, run_id))
+
+
+@get("/api/v1/runs/{run_id:int}/events", opt={"permission": "runs.events"}, tags=["reconcile"],
+     responses=_ERRORS, summary="The run's events as server-sent events, live until it ends")
+async def run_events(run_id: FromPath[Annotated[int, Field(ge=1, le=2**62)]], ctx: Ctx,
+                     after: Annotated[int, QueryParameter(ge=-1, le=2**31)] = -1
+                     ) -> ServerSentEvent:
+    async with ctx.pool.acquire() as conn:
+        await run_db.get_run(conn, run_id)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[ServerSentEventMessage]:
+        last = after
+        while True:
+            async with ctx.pool.acquire() as conn:
+                events = await run_db.events_after(conn, run_id, after=last)
+                run = await run_db.get_run(conn, run_id)
+            for event in events:
+                last = event["seq"]
+                yield ServerSentEventMessage(data=json.dumps(event["data"], default=str),
+                                             event="event", id=str(last))
+            if not events and run["status"] in _FINISHED:
+                yield ServerSentEventMessage(
+                    data=json.dumps({"event": "end", "status": run["status"]}), event="end")
+                return
+            if not events:
+                await asyncio.sleep(0.5)
+
+    return ServerSentEvent(stream())
+
+
+ROUTES = [request_sync, get_diff, list_runs, get_run, run_events]
