@@ -35,6 +35,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -175,6 +177,9 @@ class Reconciler:
                 interrupted = await run_db.interrupt_stale(lock_conn, [m.id for m in locked])
                 if interrupted:
                     log.warning("marked runs %s interrupted (their worker died)", interrupted)
+                    killed = kill_orphans(self.executor.runs_dir, interrupted)
+                    if killed:
+                        log.warning("stopped orphaned ansible processes %s", killed)
                 return await self._locked_pass(lock_conn, tenant_row, locked, members)
             finally:
                 for member in locked:
@@ -477,8 +482,13 @@ class Reconciler:
                     "sync": member.status_row["sync"], "health": member.status_row["health"],
                     "conditions": member.status_row["conditions"]})
         applied = member.applied_revision
-        if heartbeat is not None and member.plan.in_sync and run_summary is None:
-            applied = snapshot.commit  # converged without a run of ours (e.g. adopted box)
+        if heartbeat is not None and member.plan.in_sync and (
+                run_summary is None or run_summary.outcome == "running" or (
+                    run_summary.finished_at is not None
+                    and heartbeat.received_at >= run_summary.finished_at)):
+            # A heartbeat after our last run shows the box as this revision wants it: it is
+            # at this revision, whether a run took it there or the change did not touch it.
+            applied = snapshot.commit
         status = status_after(StatusInputs(
             now=self.now(), desired_revision=snapshot.commit, applied_revision=applied,
             heartbeat=heartbeat, heartbeat_interval=self.heartbeat_interval,
@@ -498,6 +508,34 @@ class Reconciler:
             plan_hash=member.plan.hash, consecutive_failures=member.failures,
             last_run_id=member.run_id or (member.status_row or {}).get("last_run_id"))
         await mark_settled(self.redis, member.key, settled=status.converged)
+
+
+def kill_orphans(runs_dir: Path, run_ids: list[int]) -> list[int]:
+    """Stop ansible processes a dead worker left behind for ``run_ids`` on this machine.
+
+    ansible-runner starts ansible-playbook in a session of its own, so killing
+    the worker (even with SIGKILL) leaves it running. Its command line names
+    the run's private directory; the whole process group is killed so no task
+    of the interrupted run touches an appliance after the takeover. Processes on
+    other machines died with their machine or are found by the worker there.
+    """
+    needles = [f"{runs_dir}/{run_id}/".encode() for run_id in run_ids]
+    groups: set[int] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if any(needle in cmdline for needle in needles):
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(int(proc.name)))
+    own = os.getpgid(0)
+    for group in groups - {own}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    return sorted(groups - {own})
 
 
 def _results(result: RunResult | None, batch: list[Member]) -> dict[str, Any]:

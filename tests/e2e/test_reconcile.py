@@ -1,0 +1,174 @@
+"""Issue 5's acceptance, end to end, every part real.
+
+The tests of this module share one installation (``fleet``) and run in
+order: each starts from the converged state the previous one leaves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import redis
+
+from tests.e2e.conftest import HEARTBEAT_INTERVAL, REDIS_URL, RESYNC_INTERVAL, Fleet
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ZOE = """    - name: zoe
+      full_name: Zoe Park
+      email: zoe.park@brightsmile.example
+      uid: 3010
+      groups: [reception]
+      shell: /usr/sbin/nologin
+"""
+CONVERGE_TIMEOUT = 300
+
+
+def _passwd(fleet: Fleet, name: str) -> str:
+    return (fleet.roots[name] / "etc/passwd").read_text()
+
+
+def _users_with(fleet: Fleet, extra: str) -> bytes:
+    users = fleet.read("users.yaml")
+    marker = "    - name: olduser\n"
+    assert marker in users
+    return users.replace(marker, extra + marker).encode()
+
+
+def _runs_after(fleet: Fleet, run_id: int) -> list[dict]:
+    return [r for r in fleet.runs() if r["id"] > run_id]
+
+
+def _last_run_id(fleet: Fleet) -> int:
+    runs = fleet.runs()
+    return runs[-1]["id"] if runs else 0
+
+
+def test_initial_convergence(fleet: Fleet) -> None:
+    fleet.start_worker("w1")
+    fleet.start_agents()
+    took = fleet.wait_for(lambda: all(fleet.converged(n) for n in fleet.roots),
+                          timeout=CONVERGE_TIMEOUT, what="both appliances to converge")
+    print(f"\ninitial convergence of {len(fleet.roots)} fresh roots: {took:.1f} s")
+    for name in fleet.roots:
+        assert "skim:x:3001" in _passwd(fleet, name)
+    check = subprocess.run(["chroot", str(fleet.roots["front-office"]), "testparm", "-s"],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0 and "[patients]" in check.stdout
+
+
+def test_commit_adding_a_user_runs_only_the_affected_appliance(fleet: Fleet) -> None:
+    before = _last_run_id(fleet)
+    started = time.monotonic()
+    new = fleet.commit({"users.yaml": _users_with(fleet, ZOE)}, "Add Zoe to reception")
+    took = fleet.wait_for(lambda: fleet.converged("front-office", new) and fleet.converged(
+        "lab", new), timeout=CONVERGE_TIMEOUT, what="Synced at the new revision")
+    print(f"\ncommit-to-Synced (front-office, one user added): {took:.1f} s "
+          f"(wall {time.monotonic() - started:.1f} s)")
+    assert "zoe:x:3010" in _passwd(fleet, "front-office")
+    assert "zoe:" not in _passwd(fleet, "lab")  # lab does not carry reception
+    runs = _runs_after(fleet, before)
+    assert runs, "no run after the commit"
+    assert all(r["names"] == ["front-office"] for r in runs), runs
+    assert all(r["revision"] == new and r["status"] == "succeeded" for r in runs), runs
+
+
+def test_drift_is_healed_when_self_heal_is_on(fleet: Fleet) -> None:
+    before = _last_run_id(fleet)
+    subprocess.run(["chroot", str(fleet.roots["front-office"]), "userdel", "zoe"], check=True)
+    fleet.wait_for(lambda: any(r["trigger"] == "SelfHeal" for r in _runs_after(fleet, before)),
+                   timeout=60, what="a self-heal run")
+    fleet.wait_for(lambda: fleet.converged("front-office") and "zoe:x:3010" in _passwd(
+        fleet, "front-office"), timeout=CONVERGE_TIMEOUT, what="zoe restored and Synced")
+
+
+def test_drift_is_reported_not_undone_when_self_heal_is_off(fleet: Fleet) -> None:
+    tenant = fleet.read("tenant.yaml").replace("self_heal: true", "self_heal: false")
+    new = fleet.commit({"tenant.yaml": tenant.encode()}, "Turn self-heal off")
+    fleet.wait_for(lambda: all(fleet.converged(n, new) for n in fleet.roots),
+                   timeout=CONVERGE_TIMEOUT, what="Synced with self_heal off")
+    before = _last_run_id(fleet)
+    subprocess.run(["chroot", str(fleet.roots["front-office"]), "userdel", "zoe"], check=True)
+    fleet.wait_for(lambda: fleet.status("front-office")["sync"] == "OutOfSync",
+                   timeout=60, what="OutOfSync after drift")
+    time.sleep(HEARTBEAT_INTERVAL * 4)
+    assert _runs_after(fleet, before) == []
+    status = fleet.status("front-office")
+    assert status["sync"] == "OutOfSync"
+    assert "zoe:" not in _passwd(fleet, "front-office")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert "zoe" in ready["message"]
+
+    tenant = fleet.read("tenant.yaml").replace("self_heal: false", "self_heal: true")
+    fleet.commit({"tenant.yaml": tenant.encode()}, "Turn self-heal back on")
+    fleet.wait_for(lambda: fleet.converged("front-office") and "zoe:x:3010" in _passwd(
+        fleet, "front-office"), timeout=CONVERGE_TIMEOUT, what="converged after self-heal on")
+
+
+def test_invalid_commit_is_not_applied_and_the_next_valid_one_is(fleet: Fleet) -> None:
+    good = fleet.head()
+    before = _last_run_id(fleet)
+    broken = fleet.read("users.yaml").replace("- name: zoe", "- name: Zoe Park")
+    bad = fleet.commit({"users.yaml": broken.encode()}, "Break users.yaml")
+
+    def reported() -> bool:
+        conditions = fleet.status("front-office")["conditions"] or []
+        return any(c["type"] == "SourceValid" and c["status"] == "False" for c in conditions)
+
+    fleet.wait_for(reported, timeout=60, what="the validation error in the status")
+    status = fleet.status("front-office")
+    source = next(c for c in status["conditions"] if c["type"] == "SourceValid")
+    assert "users.yaml:" in source["message"] and "POSIX" in source["message"]
+    assert status["desired_revision"] == good
+    tenant = fleet.sql("SELECT validation_status, last_good_revision FROM tenants")[0]
+    assert tenant == {"validation_status": "invalid", "last_good_revision": good}
+    assert all(r["revision"] != bad for r in _runs_after(fleet, before))
+
+    fixed = broken.replace("- name: Zoe Park", "- name: zoe").replace(
+        "full_name: Zoe Park", "full_name: Zoe Park-Lee")
+    new = fleet.commit({"users.yaml": fixed.encode()}, "Fix users.yaml, rename Zoe")
+    fleet.wait_for(lambda: fleet.converged("front-office", new), timeout=CONVERGE_TIMEOUT,
+                   what="the next valid commit to apply")
+    assert "Zoe Park-Lee" in _passwd(fleet, "front-office")
+
+
+def test_worker_killed_mid_run_is_interrupted_and_another_takes_over(fleet: Fleet) -> None:
+    before = _last_run_id(fleet)
+    users = fleet.read("users.yaml").replace("full_name: Zoe Park-Lee", "full_name: Zoe Lee")
+    new = fleet.commit({"users.yaml": users.encode()}, "Rename Zoe again")
+    fleet.wait_for(lambda: any(r["status"] == "running" for r in _runs_after(fleet, before)),
+                   timeout=60, what="a run to start")
+    victim = next(r for r in _runs_after(fleet, before) if r["status"] == "running")
+    for worker in fleet.workers:
+        if worker.poll() is None:
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait()
+    fleet.start_worker("w2")
+    fleet.wait_for(lambda: fleet.converged("front-office", new), timeout=CONVERGE_TIMEOUT,
+                   what="convergence after the takeover")
+    runs = {r["id"]: r for r in fleet.runs()}
+    assert runs[victim["id"]]["status"] == "interrupted"
+    assert "Zoe Lee" in _passwd(fleet, "front-office")
+    # Run records never overlap for one appliance.
+    mine = sorted((r for r in runs.values() if "front-office" in r["names"]
+                   and r["started_at"] is not None and not r["check_mode"]),
+                  key=lambda r: r["started_at"])
+    for earlier, later in itertools.pairwise(mine):
+        assert earlier["finished_at"] is not None
+        assert later["started_at"] >= earlier["finished_at"], (earlier, later)
+
+
+def test_redis_flushall_loses_nothing_the_resync_does_not_rederive(fleet: Fleet) -> None:
+    users = fleet.read("users.yaml").replace("full_name: Zoe Lee", "full_name: Zoe Lee-Park")
+    new = fleet.commit({"users.yaml": users.encode()}, "Rename Zoe once more")
+    time.sleep(0.2)
+    redis.Redis.from_url(REDIS_URL).flushall()
+    took = fleet.wait_for(lambda: fleet.converged("front-office", new),
+                          timeout=RESYNC_INTERVAL * 1.1 + 120, what="convergence after FLUSHALL")
+    print(f"\nconverged {took:.1f} s after FLUSHALL (resync interval {RESYNC_INTERVAL:.0f} s)")
+    assert "Zoe Lee-Park" in _passwd(fleet, "front-office")
