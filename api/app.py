@@ -20,7 +20,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.stores.redis import RedisStore
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.auth import HearthAuthenticationMiddleware, authorize
 from api.context import ApiContext, Limits
@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
                migrate: bool = True, pool_size: int = 10) -> Litestar:
     settings = settings or load_settings()
     limits = limits or Limits()
-    redis = Redis.from_url(settings.redis_url)
+    # Blocking pool: under load, requests wait briefly for a connection instead of failing.
+    redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=64, timeout=5))
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -55,7 +57,8 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
                 await apply_migrations(pool)
             ctx = ApiContext(
                 settings=settings, limits=limits, pool=pool, redis=redis,
-                writer=HeartbeatWriter(pool, history_limit=limits.history_per_appliance),
+                writer=HeartbeatWriter(pool, history_limit=limits.history_per_appliance,
+                                       max_in_flight=4, linger=0.001),
                 tokens=TokenResolver(pool, secret_key=settings.secret_key),
                 desired=DesiredRevisions(repos=RepoStore(settings.repos_dir),
                                          reader=SnapshotReader(), pool=pool))
