@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
     settings = settings or load_settings()
     limits = limits or Limits()
     # Blocking pool: under load, requests wait briefly for a connection instead of failing.
-    redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+    redis = Redis.from_pool(BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=64, timeout=5))
 
     @asynccontextmanager
