@@ -29,11 +29,13 @@ from api.desired import DesiredRevisions
 from api.errors import EXCEPTION_HANDLERS
 from api.observability import RequestIdMiddleware, configure_logging
 from api.ratelimit import STORE_NAME, by_address, by_bearer, limit
-from api.routes import appliances, auth, heartbeat, ops, people, tenants
+from api.routes import appliances, auth, heartbeat, ops, people, runs, tenants
 from engine.db.appliances import TokenResolver
 from engine.db.heartbeats import HeartbeatWriter
 from engine.db.migrate import apply_migrations
 from engine.db.pool import create_pool
+from engine.reconcile.queue import ReconcileQueue
+from engine.reconcile.triggers import HeartbeatTrigger
 from engine.repos.reader import SnapshotReader
 from engine.repos.store import RepoStore
 from engine.settings import Settings, load_settings
@@ -55,13 +57,18 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
         try:
             if migrate:
                 await apply_migrations(pool)
+            reader = SnapshotReader()
             ctx = ApiContext(
                 settings=settings, limits=limits, pool=pool, redis=redis,
                 writer=HeartbeatWriter(pool, history_limit=limits.history_per_appliance,
                                        max_in_flight=4, linger=0.001),
                 tokens=TokenResolver(pool, secret_key=settings.secret_key),
                 desired=DesiredRevisions(repos=RepoStore(settings.repos_dir),
-                                         reader=SnapshotReader(), pool=pool))
+                                         reader=reader, pool=pool))
+            queue = ReconcileQueue(redis)
+            ctx.extra["queue"] = queue
+            ctx.extra["heartbeat_trigger"] = HeartbeatTrigger(
+                queue=queue, redis=redis, reader=reader, store=RepoStore(settings.repos_dir))
             app.state.ctx = ctx
             yield
             await ctx.writer.close()
@@ -73,7 +80,7 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
     guarded = {"guards": [authorize], "dependencies": DEPENDENCIES}
     routers = [
         Router("/", route_handlers=[*ops.ROUTES, *people.ROUTES, *tenants.ROUTES,
-                                    *appliances.ROUTES], **guarded),
+                                    *appliances.ROUTES, *runs.ROUTES], **guarded),
         Router("/", route_handlers=auth.ROUTES, **guarded, middleware=[
             limit("login", limits.login_per_minute_per_address, by_address).middleware]),
         Router("/", route_handlers=heartbeat.ROUTES, **guarded, middleware=[

@@ -45,7 +45,7 @@ from engine.errors import (
 )
 
 Role = Literal["admin", "operator", "customer", "auditor", "appliance", "anonymous"]
-Scope = Literal["public", "global", "tenant", "appliance"]
+Scope = Literal["public", "global", "tenant", "appliance", "run"]
 ROLES: tuple[Role, ...] = ("admin", "operator", "customer", "auditor", "appliance", "anonymous")
 
 JWT_ALGORITHM = "HS256"
@@ -85,6 +85,11 @@ PERMISSIONS: dict[str, Rule] = {
     "appliances.revoke": _rule("appliance", "admin", "operator"),
     "appliances.config": _rule("appliance", "admin", "operator", "auditor", "appliance"),
     "heartbeat": _rule("global", "appliance"),
+    "appliances.sync": _rule("appliance", "admin", "operator"),
+    "appliances.diff": _rule("appliance", "admin", "operator", "auditor"),
+    "appliances.runs": _rule("appliance", "admin", "operator", "auditor"),
+    "runs.get": _rule("run", "admin", "operator", "auditor"),
+    "runs.events": _rule("run", "admin", "operator", "auditor"),
 }
 """Route (``opt["permission"]``) -> scope and the roles allowed."""
 
@@ -234,6 +239,9 @@ async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> No
         if rule.scope == "tenant":
             tenant = await tenants.get_tenant_by_name(conn, params["tenant"])
             target = None
+        elif rule.scope == "run":
+            tenant = await _run_tenant_or_none(conn, params["run_id"])
+            target = None
         else:
             target = await _appliance_or_none(conn, params["appliance_id"])
             tenant = None if target is None else {"id": target["tenant_id"],
@@ -253,6 +261,15 @@ async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> No
     connection.state.tenant = tenant
     connection.state.appliance = target
     connection.state.role = role
+
+
+async def _run_tenant_or_none(conn: Any, run_id: int) -> dict[str, Any] | None:
+    if not 0 < run_id < 2**63:
+        return None  # not an id any run can have; the path's own validation names it
+    row = await conn.fetchrow(
+        "SELECT t.id, t.name FROM reconcile_runs r JOIN tenants t ON t.id = r.tenant_id "
+        "WHERE r.id = $1", run_id)
+    return dict(row) if row else None
 
 
 async def _appliance_or_none(conn: Any, appliance_id: Any) -> dict[str, Any] | None:

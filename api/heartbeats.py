@@ -7,6 +7,7 @@ Refusals (stale sequence, clock skew) are counted by reason and audited.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -17,6 +18,8 @@ from engine.db.heartbeats import HeartbeatRow
 from engine.errors import ConflictError, InvalidInputError
 from schemas.heartbeat import Heartbeat, HeartbeatAck
 
+log = logging.getLogger("hearth.api.heartbeat")
+
 
 async def _reject(ctx: ApiContext, appliance: dict, reason: str, details: dict) -> None:
     metrics.HEARTBEATS_REJECTED.labels(reason=reason).inc()
@@ -24,6 +27,19 @@ async def _reject(ctx: ApiContext, appliance: dict, reason: str, details: dict) 
                        tenant_id=appliance["tenant_id"], action="heartbeat.reject",
                        outcome="failure", target=f"appliance:{appliance['appliance_id']}",
                        details={"reason": reason, **details})
+
+
+async def _trigger(ctx: ApiContext, appliance: dict, beat: Heartbeat) -> None:
+    """Queue a reconcile when the box differs from desired state (a hint: the resync is the
+    guarantee, so a failure here never fails the heartbeat)."""
+    trigger = ctx.extra.get("heartbeat_trigger")
+    if trigger is None:
+        return
+    try:
+        await trigger.observe(appliance["tenant"], appliance["name"], beat.observed)
+    except Exception:  # Redis or git trouble must not reject a durable heartbeat
+        log.warning("could not check heartbeat of %s/%s against desired state",
+                    appliance["tenant"], appliance["name"], exc_info=True)
 
 
 async def receive_heartbeat(ctx: ApiContext, appliance: dict, beat: Heartbeat) -> HeartbeatAck:
@@ -45,6 +61,7 @@ async def receive_heartbeat(ctx: ApiContext, appliance: dict, beat: Heartbeat) -
         await _reject(ctx, appliance, "stale_sequence", {"sequence": beat.sequence})
         raise ConflictError(f"sequence {beat.sequence} is not above the last one stored")
     metrics.HEARTBEATS_ACCEPTED.inc()
+    await _trigger(ctx, appliance, beat)
     metrics.HEARTBEAT_WRITE_SECONDS.observe(time.perf_counter() - started)
     return HeartbeatAck(
         accepted_sequence=beat.sequence,

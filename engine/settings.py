@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine.errors import SettingsError
 
 _SECRET_MIN_LENGTH = 16
+_KEY_MIN_LENGTH = 32
+"""HMAC keys (JWT_SECRET, SECRET_KEY) need at least the hash's 32 bytes (RFC 7518 3.2)."""
 
 
 class Settings(BaseModel):
@@ -75,7 +77,14 @@ class Settings(BaseModel):
             raise ValueError("must be an http(s) URL such as http://localhost:11434")
         return value.rstrip("/")
 
-    @field_validator("secret_key", "jwt_secret", "ansible_vault_password")
+    @field_validator("secret_key", "jwt_secret")
+    @classmethod
+    def _check_key(cls, value: str) -> str:
+        if len(value.encode()) < _KEY_MIN_LENGTH:
+            raise ValueError(f"must be at least {_KEY_MIN_LENGTH} characters (an HMAC-SHA256 key)")
+        return value
+
+    @field_validator("ansible_vault_password")
     @classmethod
     def _check_secret(cls, value: str) -> str:
         if len(value) < _SECRET_MIN_LENGTH:

@@ -795,14 +795,19 @@ class DesiredAppliance(Strict):
         return [d for d in order if d == "users" or getattr(self, d) is not None]
 
 
-def resolve_appliance(config: TenantConfig, name: str) -> DesiredAppliance:
-    """The desired state of appliance ``name``; ``KeyError`` when it does not exist."""
+def resolve_appliance(config: TenantConfig, name: str, *, tenant: str | None = None
+                      ) -> DesiredAppliance:
+    """The desired state of appliance ``name``; ``KeyError`` when it does not exist.
+
+    ``tenant`` is the tenant it is served for (its repository's name); it
+    defaults to ``metadata.name`` of ``tenant.yaml``.
+    """
     doc = config.appliances[name]
     users = select_users(config, doc.spec.users)
     group_names = set(doc.spec.users.groups) | {g for u in users for g in u.groups}
     groups = [g for g in config.group_list() if g.name in group_names]
     return DesiredAppliance(
-        tenant=config.tenant.metadata.name,
+        tenant=tenant or config.tenant.metadata.name,
         name=name,
         hostname=doc.spec.hostname,
         site=doc.spec.site,

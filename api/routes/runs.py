@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import get, post
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,7 +83,7 @@ def _queue(ctx: Any) -> ReconcileQueue:
 @post("/api/v1/appliances/{appliance_id:uuid}/sync", opt={"permission": "appliances.sync"},
       tags=["reconcile"], status_code=202, responses=_ERRORS,
       summary="Reconcile the appliance now (dry_run: Ansible check mode with diff)")
-async def request_sync(appliance_id: FromPath[uuid.UUID], data: SyncRequest, conn: Conn,
+async def request_sync(appliance_id: FromPath[uuid.UUID], data: JSONBody[SyncRequest], conn: Conn,
                        ctx: Ctx, principal: Caller, appliance_row: ApplianceRow) -> SyncAccepted:
     revision = await ctx.desired.revision(appliance_row["tenant"]) or ""
     run_id = await run_db.create_run(
@@ -123,13 +123,14 @@ async def list_runs(appliance_id: FromPath[uuid.UUID], conn: Conn,
 
 @get("/api/v1/runs/{run_id:int}", opt={"permission": "runs.get"}, tags=["reconcile"],
      responses=_ERRORS, summary="One run: plan, per-host results, counts, timing")
-async def get_run(run_id: FromPath[Annotated[int, Field(ge=1, le=2**62)]], conn: Conn) -> RunOut:
+async def get_run(run_id: Annotated[int, PathParameter(ge=1, le=2**62)], conn: Conn) -> RunOut:
     return RunOut.model_validate(await run_db.get_run(conn, run_id))
 
 
 @get("/api/v1/runs/{run_id:int}/events", opt={"permission": "runs.events"}, tags=["reconcile"],
-     responses=_ERRORS, summary="The run's events as server-sent events, live until it ends")
-async def run_events(run_id: FromPath[Annotated[int, Field(ge=1, le=2**62)]], ctx: Ctx,
+     responses=_ERRORS, media_type="text/event-stream",
+     summary="The run's events as server-sent events, live until it ends")
+async def run_events(run_id: Annotated[int, PathParameter(ge=1, le=2**62)], ctx: Ctx,
                      after: Annotated[int, QueryParameter(ge=-1, le=2**31)] = -1
                      ) -> ServerSentEvent:
     async with ctx.pool.acquire() as conn:

@@ -186,7 +186,7 @@ class HeartbeatTrigger:
     async def observe(self, tenant: str, name: str, observed: ObservedState) -> bool:
         """Enqueue ``tenant/name`` (debounced) when it differs or is not settled."""
         key = f"{tenant}/{name}"
-        differs = await asyncio.to_thread(self.differs, tenant, name, observed)
+        differs = self.differs(tenant, name, observed)  # ~0.1 ms of CPU: cheaper than a thread hop
         if differs or await self.redis.sismember(UNSETTLED_KEY, key):
             await self.queue.add(key, delay_ms=HEARTBEAT_DEBOUNCE_MS)
             return True

@@ -114,7 +114,7 @@ class DesiredSnapshot:
             return cached
         if name not in self.config.appliances:
             raise NotFoundError(f"appliance {name!r} is not defined at {self.commit[:12]}")
-        value = resolve_appliance(self.config, name)
+        value = resolve_appliance(self.config, name, tenant=self.tenant)
         self._desired[name] = value
         return value
 

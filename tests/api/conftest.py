@@ -9,6 +9,7 @@ flushes Redis DB 9 and truncates the tables first, so each test starts equal.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ class World:
     """'acme/front-office' -> id"""
     appliance_tokens: dict[str, str] = field(default_factory=dict)
     heads: dict[str, str] = field(default_factory=dict)
+    run_ids: dict[str, int] = field(default_factory=dict)
+    """tenant -> a finished reconcile run of its front-office"""
 
     def auth(self, who: str) -> dict[str, str]:
         """Headers for a role: admin, operator, customer, auditor, other-operator, appliance,
@@ -128,6 +131,12 @@ async def seed(settings: Settings, heads: dict[str, str]) -> World:
                         hostname=f"{name}.{tenant}.example", secret_key=settings.secret_key)
                     world.appliance_ids[f"{tenant}/{name}"] = str(row["id"])
                     world.appliance_tokens[f"{tenant}/{name}"] = token
+                world.run_ids[tenant] = await conn.fetchval(
+                    """INSERT INTO reconcile_runs (tenant_id, appliances, revision, status,
+                                                   started_at, finished_at)
+                       VALUES ($1, $2, $3, 'succeeded', now(), now()) RETURNING id""",
+                    world.tenant_ids[tenant],
+                    [uuid.UUID(world.appliance_ids[f"{tenant}/{APPLIANCE}"])], heads[tenant])
     finally:
         await pool.close()
     return world

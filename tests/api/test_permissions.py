@@ -32,6 +32,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/tenants/{tenant}/appliances"): {"name": "newbox"},
     ("POST", "/api/v1/auth/token"): {"username": "customer", "password": PASSWORD},
     ("POST", "/api/v1/heartbeat"): None,  # built per call (fresh sent_at)
+    ("POST", "/api/v1/appliances/{appliance_id}/sync"): {"dry_run": True},
 }
 ORDER = {"GET": 0, "POST": 1, "PUT": 1, "PATCH": 1, "DELETE": 2}
 
@@ -71,7 +72,8 @@ def expected(rule: Rule, role: str) -> int | str:
 def url(world: World, path: str, tenant: str = "acme") -> str:
     return (path.replace("{tenant}", tenant)
             .replace("{person_id}", str(world.person_ids["customer"]))
-            .replace("{appliance_id}", world.appliance_ids[f"{tenant}/{APPLIANCE}"]))
+            .replace("{appliance_id}", world.appliance_ids[f"{tenant}/{APPLIANCE}"])
+            .replace("{run_id}", str(world.run_ids[tenant])))
 
 
 async def call(client: AsyncTestClient, world: World, method: str, path: str, who: str,
@@ -130,7 +132,7 @@ async def snapshot(world: World) -> dict[str, Any]:
 async def test_cross_tenant_probe_is_404_and_stores_nothing(client, world, settings, who) -> None:
     app = create_app(settings, migrate=False)
     scoped = [(m, p, perm) for m, p, perm in operations(app)
-              if PERMISSIONS[perm].scope in ("tenant", "appliance")]
+              if PERMISSIONS[perm].scope in ("tenant", "appliance", "run")]
     assert len(scoped) >= 8
     before = await snapshot(world)
     for method, path, permission in scoped:

@@ -188,7 +188,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     port = _free_port()
     env = dict(os.environ,
                DATABASE_URL=dsn, REDIS_URL=REDIS_URL, OLLAMA_API_URL="http://127.0.0.1:9",
-               SECRET_KEY="e2e-secret-key-0123456789abcdef", JWT_SECRET="e2e-jwt-secret-0123456789abcd",
+               SECRET_KEY="e2e-secret-key-0123456789abcdef-0123456789",
+               JWT_SECRET="e2e-jwt-secret-0123456789abcdef-0123456789",
                ANSIBLE_VAULT_PASSWORD=VAULT_PASSWORD, REPOS_DIR=str(base / "repos"),
                HEARTH_DATA_DIR=str(base / "data"), HEARTH_API_URL=f"http://127.0.0.1:{port}",
                HEARTH_LOG_LEVEL="INFO")
