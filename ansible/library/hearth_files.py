@@ -10,6 +10,13 @@ converged the same way; ``absent`` paths are removed. ``on_change`` commands
 (argv lists, never a shell) run when anything changed, e.g. ``postmap`` and
 ``postfix check``; ``after`` commands always run and only fail the task.
 
+Several domains can be converged in one execution: ``batches`` is a list of
+``{name, files, secret_files, directories, links, absent, on_change}``, applied
+in order, each batch's ``on_change`` running only when that batch changed (all
+after every batch is written, so e.g. certificates are in place before
+``postfix check``). ``secret_files`` are files whose content must never be
+logged (keys, tokens): the parameter is ``no_log`` and they get no diff.
+
 Zone files may set ``zone_serial: true``: the content carries ``HEARTH_SERIAL``
 where the SOA serial goes; the file is unchanged when only the serial would
 differ, and otherwise gets ``max(old + 1, YYYYMMDD00)``.
@@ -40,8 +47,10 @@ options:
   directories: {type: list, elements: dict, default: []}
   links: {type: list, elements: dict, default: []}
   absent: {type: list, elements: str, default: []}
+  secret_files: {type: list, elements: dict, default: [], no_log: true}
   on_change: {type: list, elements: list, default: []}
   after: {type: list, elements: list, default: []}
+  batches: {type: list, elements: dict, default: []}
 """
 
 SERIAL = "HEARTH_SERIAL"
@@ -183,45 +192,66 @@ def remove(module, path, changed_paths):
         os.unlink(path)
 
 
+def converge_batch(module, batch, changed_paths, diffs):
+    """Converge one batch; True when it changed anything."""
+    count = len(changed_paths)
+    for spec in batch.get("directories") or []:
+        converge_directory(module, spec, changed_paths)
+    secret = [dict(spec, no_diff=True) for spec in batch.get("secret_files") or []]
+    for spec in list(batch.get("files") or []) + secret:
+        before = None
+        if module._diff and not spec.get("no_diff") and os.path.isfile(spec["path"]):
+            with open(spec["path"], encoding="utf-8", errors="replace") as fh:
+                before = fh.read()
+        mark = len(changed_paths)
+        converge_file(module, spec, changed_paths)
+        if module._diff and len(changed_paths) > mark and not spec.get("no_diff"):
+            diffs.append({"before_header": spec["path"], "after_header": spec["path"],
+                          "before": before or "", "after": spec.get("content") or ""})
+    for spec in batch.get("links") or []:
+        converge_link(module, spec, changed_paths)
+    for path in batch.get("absent") or []:
+        remove(module, path, changed_paths)
+    return len(changed_paths) > count
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
             "files": {"type": "list", "elements": "dict", "default": []},
+            "secret_files": {"type": "list", "elements": "dict", "default": [],
+                             "no_log": True},
             "directories": {"type": "list", "elements": "dict", "default": []},
             "links": {"type": "list", "elements": "dict", "default": []},
             "absent": {"type": "list", "elements": "str", "default": []},
             "on_change": {"type": "list", "elements": "list", "default": []},
             "after": {"type": "list", "elements": "list", "default": []},
+            "batches": {"type": "list", "elements": "dict", "default": []},
         },
         supports_check_mode=True,
     )
+    params = module.params
+    for batch in params["batches"]:
+        if batch.get("secret_files"):
+            for spec in batch["secret_files"]:
+                if spec.get("content"):
+                    module.no_log_values.add(spec["content"])
+    top = {key: params[key] for key in
+           ("files", "secret_files", "directories", "links", "absent", "on_change")}
+    batches = [dict(top, name="main"), *params["batches"]]
     changed_paths = []
     diffs = []
-    for spec in module.params["directories"]:
-        converge_directory(module, spec, changed_paths)
-    for spec in module.params["files"]:
-        before = None
-        if module._diff and os.path.isfile(spec["path"]):
-            with open(spec["path"], encoding="utf-8", errors="replace") as fh:
-                before = fh.read()
-        count = len(changed_paths)
-        converge_file(module, spec, changed_paths)
-        if module._diff and len(changed_paths) > count and not spec.get("no_diff"):
-            diffs.append({"before_header": spec["path"], "after_header": spec["path"],
-                          "before": before or "", "after": spec.get("content") or ""})
-    for spec in module.params["links"]:
-        converge_link(module, spec, changed_paths)
-    for path in module.params["absent"]:
-        remove(module, path, changed_paths)
+    changed_batches = [b for b in batches if converge_batch(module, b, changed_paths, diffs)]
     outputs = []
-    if changed_paths and not module.check_mode:
-        for argv in module.params["on_change"]:
-            rc, out, argv = _run(module, argv)
-            outputs.append({"argv": argv, "rc": rc, "output": out[-4000:]})
-            if rc != 0:
-                module.fail_json(msg=f"{' '.join(argv)} failed: {out}", changed=True,
-                                 changed_paths=changed_paths, commands=outputs)
-    for argv in module.params["after"]:
+    if not module.check_mode:
+        for batch in changed_batches:
+            for argv in batch.get("on_change") or []:
+                rc, out, argv = _run(module, argv)
+                outputs.append({"argv": argv, "rc": rc, "output": out[-4000:]})
+                if rc != 0:
+                    module.fail_json(msg=f"{' '.join(argv)} failed: {out}", changed=True,
+                                     changed_paths=changed_paths, commands=outputs)
+    for argv in params["after"]:
         rc, out, argv = _run(module, argv)
         outputs.append({"argv": argv, "rc": rc, "output": out[-4000:]})
         if rc != 0:
@@ -229,6 +259,7 @@ def main():
                              changed=bool(changed_paths), changed_paths=changed_paths,
                              commands=outputs)
     result = {"changed": bool(changed_paths), "changed_paths": changed_paths,
+              "changed_batches": [b.get("name", "") for b in changed_batches],
               "commands": outputs}
     if diffs:
         result["diff"] = diffs

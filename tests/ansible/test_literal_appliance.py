@@ -35,6 +35,8 @@ VAULT_PASSWORD = "test-vault-password-0123"
 PASSWORD_HASH = ("$6$hearthtestsalt$jYWBH4WBPIn/kywDpq0Z2r798naufE5X58azUvILBlYjKdaWDaWVpa0q0"
                  "3x2MJ.NQA5fx1fvAuoWPmlQveE6J/")
 NAME = "literal-1"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+AGENT_TOKEN = "hearth-appliance-token-do-not-log-0123456789"
 
 
 def _vault(text: str) -> str:
@@ -66,11 +68,13 @@ def state(clone) -> dict[str, Any]:
 
 def _converge(converge, state: dict[str, Any], desired: DesiredAppliance, **kwargs: Any):
     secrets = Secrets(password_hashes=password_hashes(
-        desired, lambda v: decrypt_vault_value(v, VAULT_PASSWORD)))
+        desired, lambda v: decrypt_vault_value(v, VAULT_PASSWORD)), agent_token=AGENT_TOKEN)
     result = converge({state["root"]: desired},
-                      **{NAME: {"previous": state["inventory"], "secrets": secrets, **kwargs}})
+                      **{NAME: {"previous": state["inventory"], "secrets": secrets,
+                                "revision": REVISION, **kwargs}})
     assert result.succeeded, result.events
     state["inventory"] = managed_inventory(desired, state["inventory"])
+    state["last"] = result
     return result
 
 
@@ -88,6 +92,7 @@ def test_converge_and_injection_arrives_literally(converge, state: dict[str, Any
     assert mismatches(desired, report["observed"]) == []
     shares = {s["name"]: s for s in report["observed"]["samba"]["shares"]}
     assert shares["finance"]["comment"] == INJECTED_COMMENT
+    assert report["applied_revision"] == REVISION
 
 
 def test_password_hash_from_vault_is_set(state: dict[str, Any]) -> None:
@@ -96,6 +101,22 @@ def test_password_hash_from_vault_is_set(state: dict[str, Any]) -> None:
     assert entry.split(":")[1] == PASSWORD_HASH
     bob = next(line for line in shadow if line.startswith("bob:"))
     assert bob.split(":")[1].startswith("!")  # no password given: locked
+
+
+def test_secrets_reach_the_box_but_not_the_run_record(state: dict[str, Any]) -> None:
+    root: Path = state["root"]
+    token = root / "etc/hearth/agent.token"
+    assert token.read_text() == AGENT_TOKEN + "\n"
+    assert token.stat().st_mode & 0o777 == 0o600
+    key = (root / "etc/hearth/tls/services.key").read_text()
+    assert "PRIVATE KEY" in key
+    run_dir = state["last"].artifacts_dir.parent.parent
+    assert not (run_dir / "env/extravars").exists()
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            for secret in (AGENT_TOKEN, PASSWORD_HASH, key.strip().splitlines()[1]):
+                assert secret not in text, f"secret in {path}"
 
 
 def test_dry_run_reports_changes_and_changes_nothing(converge, state: dict[str, Any]) -> None:
