@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 from collections import defaultdict
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from engine.errors import HearthError
 from engine.reconcile.queue import Claim, ReconcileQueue
 from engine.reconcile.reconciler import Member, Reconciler
 from engine.reconcile.triggers import resync_loop, watch_heads
@@ -85,9 +85,16 @@ class Worker:
         log.info("worker %s started", self.worker_id)
         try:
             while not stop.is_set():
-                claims = await self._gather(queue, stop)
-                if claims:
-                    await self._process(reconciler, queue, claims)
+                try:
+                    claims = await self._gather(queue, stop)
+                    if claims:
+                        await self._process(reconciler, queue, claims)
+                except Exception:
+                    # Redis restarting, a database failover: the worker outlives them. What it
+                    # held comes back when its lease expires; the resync re-derives the rest.
+                    log.exception("worker loop failed; retrying shortly")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), random.uniform(1, 3))  # noqa: S311
         finally:
             for task in tasks:
                 task.cancel()
@@ -122,7 +129,7 @@ class Worker:
             try:
                 report = await reconciler.reconcile(tenant, members)
                 revision = report.revision
-            except (HearthError, OSError) as exc:
+            except Exception as exc:  # one tenant's trouble must not stop the others
                 log.exception("pass over %s failed", tenant)
                 for member in members:
                     member.outcome = "retry"

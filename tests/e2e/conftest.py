@@ -30,6 +30,7 @@ from engine.appliances.image import build_image
 from engine.appliances.sim import clone_roots, remove_roots
 from engine.db import appliances, tenants
 from engine.db.migrate import apply_migrations
+from engine.db.pool import connect
 from engine.repos.store import RepoStore, signature
 from tests.db.pg import Databases, run_sync
 
@@ -114,7 +115,7 @@ class Fleet:
     # ---- reading state ---------------------------------------------------
     def sql(self, query: str, *args: Any) -> list[dict[str, Any]]:
         async def run() -> list[dict[str, Any]]:
-            conn = await asyncpg.connect(self.env["DATABASE_URL"])
+            conn = await connect(self.env["DATABASE_URL"])  # with Hearth's JSON codecs
             try:
                 return [dict(r) for r in await conn.fetch(query, *args)]
             finally:
@@ -192,7 +193,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                JWT_SECRET="e2e-jwt-secret-0123456789abcdef-0123456789",
                ANSIBLE_VAULT_PASSWORD=VAULT_PASSWORD, REPOS_DIR=str(base / "repos"),
                HEARTH_DATA_DIR=str(base / "data"), HEARTH_API_URL=f"http://127.0.0.1:{port}",
-               HEARTH_LOG_LEVEL="INFO")
+               HEARTH_LOG_LEVEL=os.environ.get("HEARTH_TEST_E2E_LOG_LEVEL", "INFO"))
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
