@@ -186,8 +186,14 @@ def _table(rows: list[dict[str, object]], head: str | None) -> str:
 
 def _spawn(env: dict[str, str], args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
     hearth = [sys.executable, "-m", "engine.cli"]
+    logs = Path(env["HEARTH_DATA_DIR"]) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "api.log", "ab") as api_log:  # the child keeps its own copy of the fd
+        api = subprocess.Popen([*hearth, "serve", "--port", str(args.port)], env=env,
+                               stdout=api_log, stderr=subprocess.STDOUT)
+    _log(f"API log: {logs / 'api.log'}")
     return [
-        subprocess.Popen([*hearth, "serve", "--port", str(args.port)], env=env),
+        api,
         subprocess.Popen([*hearth, "worker", "--heartbeat-interval", str(args.heartbeat_interval),
                           "--resync-interval", "60",
                           "--roots-dir", str(Path(env["HEARTH_DATA_DIR"]) / "appliances")],
