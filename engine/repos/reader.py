@@ -63,15 +63,20 @@ _MODE_SUBMODULE = pygit2.enums.FileMode.COMMIT
 _MODE_TREE = pygit2.enums.FileMode.TREE
 
 
+def _commit(repo: pygit2.Repository, commit_id: str) -> pygit2.Commit:
+    try:
+        obj = repo[commit_id]
+    except (KeyError, ValueError):
+        raise RevisionError(f"commit {commit_id} does not exist") from None
+    if not isinstance(obj, pygit2.Commit):
+        raise RevisionError(f"{commit_id} is not a commit")
+    return obj
+
+
 def resolve_revision(repo: pygit2.Repository, rev: str) -> str:
     """A full commit id or ``refs/heads/<name>`` to a commit id; nothing else is accepted."""
     if _COMMIT_ID.match(rev):
-        try:
-            obj = repo[rev]
-        except (KeyError, ValueError):
-            raise RevisionError(f"commit {rev} does not exist") from None
-        if not isinstance(obj, pygit2.Commit):
-            raise RevisionError(f"{rev} is not a commit")
+        _commit(repo, rev)
         return rev
     if _BRANCH.match(rev):
         ref = repo.references.get(rev)
@@ -244,12 +249,7 @@ class SnapshotReader:
 
     def _load(self, repo: pygit2.Repository, commit_id: str, tenant: str
               ) -> DesiredSnapshot | ConfigError:
-        try:
-            commit = repo[commit_id]
-        except (KeyError, ValueError):
-            raise RevisionError(f"commit {commit_id} does not exist") from None
-        if not isinstance(commit, pygit2.Commit):
-            raise RevisionError(f"{commit_id} is not a commit")
+        commit = _commit(repo, commit_id)
         issues: list[ConfigIssue] = []
         documents: dict[str, ParsedDocument] = {}
         blob_ids: dict[str, str] = {}
