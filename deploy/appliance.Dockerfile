@@ -18,7 +18,10 @@ RUN apt-get update \
         | xargs apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/* /tmp/packages.txt
 COPY --chmod=0755 ansible/roles/agent/files/hearth-agent.py /usr/local/bin/hearth-agent
+COPY --chmod=0755 deploy/appliance-entrypoint.sh /usr/local/bin/hearth-appliance
 # The agent reports every HEARTBEAT_INTERVAL seconds; the health check reads
-# the stamp the loop leaves after each successful report.
+# the stamp the loop leaves after each successful report. The entry point
+# writes /etc/hearth/agent.json and agent.token from HEARTH_API_URL and
+# HEARTH_APPLIANCE_TOKEN.
 ENV HEARTBEAT_INTERVAL=30
-CMD ["/bin/bash", "-c", "mkdir -p /run/hearth-agent; while true; do if python3 /usr/local/bin/hearth-agent --once; then touch /run/hearth-agent/last-ok; fi; sleep \"$HEARTBEAT_INTERVAL\"; done"]
+CMD ["/usr/local/bin/hearth-appliance"]
