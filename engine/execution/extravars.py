@@ -293,8 +293,9 @@ def _samba(desired: DesiredAppliance, previous: ManagedInventory, prune: bool,
         "netbios_name": desired.hostname.split(".")[0][:15].upper(),
         "shares": shares,
         "accounts": accounts,
-        "remove_accounts": sorted(set(gone_accounts if prune else []) | (
-            absent & set(previous.samba_accounts))),
+        # Users set to absent lose their Samba account too (the module skips
+        # names passdb does not have); other removals only with prune.
+        "remove_accounts": sorted(set(gone_accounts if prune else []) | absent),
         "tls": cert,
     }
 
