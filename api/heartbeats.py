@@ -29,14 +29,15 @@ async def _reject(ctx: ApiContext, appliance: dict, reason: str, details: dict) 
                        details={"reason": reason, **details})
 
 
-async def _trigger(ctx: ApiContext, appliance: dict, beat: Heartbeat) -> None:
+async def _trigger(ctx: ApiContext, appliance: dict, beat: Heartbeat, observed_json: str) -> None:
     """Queue a reconcile when the box differs from desired state (a hint: the resync is the
     guarantee, so a failure here never fails the heartbeat)."""
     trigger = ctx.extra.get("heartbeat_trigger")
     if trigger is None:
         return
     try:
-        await trigger.observe(appliance["tenant"], appliance["name"], beat.observed)
+        await trigger.observe(appliance["tenant"], appliance["name"], beat.observed,
+                              observed_json=observed_json)
     except Exception:  # Redis or git trouble must not reject a durable heartbeat
         log.warning("could not check heartbeat of %s/%s against desired state",
                     appliance["tenant"], appliance["name"], exc_info=True)
@@ -51,17 +52,18 @@ async def receive_heartbeat(ctx: ApiContext, appliance: dict, beat: Heartbeat) -
         raise InvalidInputError(
             f"sent_at is {round(skew)} s away from the server clock "
             f"(limit {ctx.limits.max_clock_skew_seconds} s); fix the appliance's time")
+    observed_json = beat.observed.model_dump_json()
     row = HeartbeatRow(
         appliance_id=appliance["appliance_id"], sequence=beat.sequence, sent_at=beat.sent_at,
         received_at=now, agent_version=beat.agent_version,
-        applied_revision=beat.applied_revision, observed=beat.observed.model_dump_json(),
+        applied_revision=beat.applied_revision, observed=observed_json,
         services=json.dumps([s.model_dump() for s in beat.services]),
         facts=json.dumps(beat.facts))
     if not await ctx.writer.store(row):
         await _reject(ctx, appliance, "stale_sequence", {"sequence": beat.sequence})
         raise ConflictError(f"sequence {beat.sequence} is not above the last one stored")
     metrics.HEARTBEATS_ACCEPTED.inc()
-    await _trigger(ctx, appliance, beat)
+    await _trigger(ctx, appliance, beat, observed_json)
     metrics.HEARTBEAT_WRITE_SECONDS.observe(time.perf_counter() - started)
     return HeartbeatAck(
         accepted_sequence=beat.sequence,

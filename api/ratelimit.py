@@ -6,8 +6,12 @@ request of the process queued behind them. ``FixedWindowRateLimitMiddleware``
 keeps the configuration (limit, unit, store, identifier, headers) and replaces
 the bookkeeping with one pipelined ``INCR``+``EXPIRE`` per request on the
 configured ``RedisStore``: atomic across processes and API pods, no lock.
-Over the limit it answers 429 with ``Retry-After`` (seconds to the next
-window) and the RateLimit-* headers.
+The increments of concurrent requests of one process go to Redis together,
+one pipeline per batch (``MicroBatcher``): every request is still counted in
+Redis before it is let through, so the limit is exact across processes; only
+the round trips and the per-call client overhead are shared. Over the limit
+it answers 429 with ``Retry-After`` (seconds to the next window) and the
+RateLimit-* headers.
 
 ``limit(name, per_minute, identify)`` builds a config whose keys are
 namespaced by ``name``, so several limits (heartbeat, login) never share a
@@ -16,6 +20,7 @@ counter.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -32,10 +37,40 @@ from litestar.middleware.rate_limit import (
 from litestar.stores.redis import RedisStore
 from litestar.types import Receive, Scope, Send
 
+from engine.db.batch import MicroBatcher
+
 STORE_NAME = "rate_limit"
 
 
+class WindowCounter:
+    """``INCR`` + ``EXPIRE`` of many keys in one pipeline: the count of each key after it."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        self._batcher: MicroBatcher[tuple[str, int], int] = MicroBatcher(
+            self._flush, max_size=1000, linger=0.0, max_in_flight=2)
+
+    async def _flush(self, items: list[tuple[str, int]]) -> list[int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, ttl in items:
+                pipe.incr(key)
+                pipe.expire(key, ttl)
+            results = await pipe.execute()
+        return [int(count) for count in results[::2]]
+
+    async def incr(self, key: str, *, ttl: int) -> int:
+        return await self._batcher.submit((key, ttl))
+
+
 class FixedWindowRateLimitMiddleware(RateLimitMiddleware):
+    _counter: tuple[asyncio.AbstractEventLoop, Any, WindowCounter] | None = None
+
+    def _counter_for(self, redis: Any) -> WindowCounter:
+        loop = asyncio.get_running_loop()
+        if self._counter is None or self._counter[0] is not loop or self._counter[1] is not redis:
+            self._counter = (loop, redis, WindowCounter(redis))
+        return self._counter[2]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = scope["litestar_app"]
         request: Request[Any, Any, Any] = app.request_class(scope)
@@ -48,10 +83,7 @@ class FixedWindowRateLimitMiddleware(RateLimitMiddleware):
             start = now - now % window
             # RedisStore exposes no atomic increment; use its client and key namespace.
             key = store._make_key(f"{self.cache_key_from_request(request)}:{start}")
-            async with store._redis.pipeline(transaction=False) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, window + 1)
-                count, _ = await pipe.execute()
+            count = await self._counter_for(store._redis).incr(key, ttl=window + 1)
             reset = start + window - now
             if count > self.max_requests:
                 raise TooManyRequestsException(

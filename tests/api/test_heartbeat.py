@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from api.context import Limits
+from tests.api.conftest import APPLIANCE
 
 
 def beat(sequence: int, *, sent_at: datetime | None = None, **extra) -> dict:
@@ -140,3 +141,38 @@ class TestRateLimit:
         other = await client.post("/api/v1/heartbeat", json=beat(1),
                                   headers=world.auth("other-appliance"))
         assert other.status_code == 200
+
+
+async def test_a_differing_heartbeat_queues_its_appliance_each_time(client, world) -> None:
+    """The trigger remembers its verdict per (head, observed digest) and batches its Redis
+    work; the key is still queued before the 200, on the first and on a repeated report."""
+    from redis.asyncio import Redis
+
+    from tests.api.conftest import REDIS_URL
+
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        observed = {"users": {"users": [{"name": "drifted", "uid": 1500}]}}
+        for sequence in (1, 2):
+            await redis.delete("hearth:queue:reconcile:ready")
+            response = await client.post("/api/v1/heartbeat",
+                                         json=beat(sequence, observed=observed),
+                                         headers=world.auth("appliance"))
+            assert response.status_code == 200, response.text
+            queued = await redis.zrange("hearth:queue:reconcile:ready", 0, -1)
+            assert queued == [f"acme/{APPLIANCE}".encode()]
+    finally:
+        await redis.aclose()
+
+
+class TestRateLimitUnderConcurrency:
+    @pytest.fixture
+    def limits(self) -> Limits:
+        return Limits(heartbeat_per_minute=3)
+
+    async def test_batched_counting_lets_exactly_the_limit_through(self, client, world) -> None:
+        responses = await asyncio.gather(*(client.post("/api/v1/heartbeat", json=beat(s),
+                                                       headers=world.auth("appliance"))
+                                           for s in range(1, 9)))
+        codes = sorted(r.status_code for r in responses)
+        assert codes.count(429) == 5 and set(codes[:3]) <= {200, 409}

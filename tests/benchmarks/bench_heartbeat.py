@@ -156,10 +156,52 @@ def loadgen_main() -> None:
     json.dump(result, sys.stdout)
 
 
+def _cpu_ticks(root: int) -> float:
+    """CPU seconds used so far by process ``root`` and its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo += children.get(pid, [])
+    return total
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+SERVER_PID = 0
+
+
 def run_loadgen(**args: object) -> dict:
+    server0, (busy0, total0) = _cpu_ticks(SERVER_PID), _machine_busy()
     proc = subprocess.run([sys.executable, __file__, "--loadgen"], input=json.dumps(args),
                           capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout)
+    result = json.loads(proc.stdout)
+    busy1, total1 = _machine_busy()
+    wall = (total1 - total0) / (os.cpu_count() or 1)
+    server_cpu = _cpu_ticks(SERVER_PID) - server0
+    result["server_share"] = server_cpu / wall / (os.cpu_count() or 1)
+    result["server_ms_per_ok"] = server_cpu * 1000 / max(result["statuses"].get("200", 0), 1)
+    result["machine_share"] = (busy1 - busy0) / (total1 - total0)
+    return result
 
 
 # --------------------------------------------------------------------------- set-up
@@ -220,10 +262,14 @@ def _report(name: str, result: dict) -> None:
     others = {k: v for k, v in result["statuses"].items() if str(k) != "200"}
     print(f"{name:<34} {result['ok_per_s']:>8.0f}/s  p50 {result['p50_ms']:6.1f} ms  "
           f"p99 {result['p99_ms']:6.1f} ms  max {result['max_ms']:6.1f} ms  "
-          f"loadgen CPU {result['cpu_share']:.0%}  non-200 {others or 0}")
+          f"loadgen CPU {result['cpu_share']:.0%}  server CPU {result['server_share']:.0%} "
+          f"({result['server_ms_per_ok']:.2f} ms/req)  "
+          f"machine busy {result['machine_share']:.0%}  non-200 {others or 0}")
 
 
 def main() -> int:
+    print(f"load before the run: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
+          f"{os.getloadavg()[2]:.2f} (1/5/15 min)")
     parser = argparse.ArgumentParser()
     parser.add_argument("--appliances", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=15)
@@ -252,6 +298,8 @@ def main() -> int:
         server = subprocess.Popen(
             [str(ROOT / ".venv/bin/hearth"), "serve", "--host", "127.0.0.1", "--port", str(port),
              "--workers", str(args.workers)], env=env, cwd=ROOT)
+        global SERVER_PID
+        SERVER_PID = server.pid
         import httpx
 
         for _ in range(200):
