@@ -154,9 +154,10 @@ def _app_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'NAME':<20} {'SYNC':<10} {'HEALTH':<12} {'DESIRED':<13} {'APPLIED':<13} LAST HEARTBEAT")
     for item in items:
-        print(f"{item['name']:<20} {item['sync']:<10} {item['health']:<12} "
-              f"{_short(item.get('desired_revision')):<13} "
-              f"{_short(item.get('applied_revision')):<13} {item.get('last_heartbeat') or '-'}")
+        status = item["status"]
+        print(f"{item['name']:<20} {status['sync']:<10} {status['health']:<12} "
+              f"{_short(status.get('desired_revision')):<13} "
+              f"{_short(status.get('applied_revision')):<13} {item.get('last_heartbeat_at') or '-'}")
     return 0
 
 
@@ -166,10 +167,13 @@ def _app_get(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(item, indent=2))
         return 0
-    print(f"{args.tenant}/{item['name']}: {item['sync']}, {item['health']}")
-    print(f"  desired {_short(item.get('desired_revision'))}  applied "
-          f"{_short(item.get('applied_revision'))}  last heartbeat {item.get('last_heartbeat')}")
-    for condition in item.get("conditions", []):
+    status = item["status"]
+    print(f"{args.tenant}/{item['name']}: {status['sync']}, {status['health']}")
+    print(f"  desired {_short(status.get('desired_revision'))}  applied "
+          f"{_short(status.get('applied_revision'))}  last heartbeat {item.get('last_heartbeat_at')}")
+    if status.get("message"):
+        print(f"  {status['message']}")
+    for condition in status.get("conditions", []):
         print(f"  {condition['type']}={condition['status']} ({condition['reason']}): "
               f"{condition.get('message', '')}")
     return 0

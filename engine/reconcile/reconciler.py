@@ -340,11 +340,18 @@ class Reconciler:
         requests = [r for m in batch for r in m.requests]
         trigger = "manual" if requests else ",".join(sorted({m.decision.reason for m in batch
                                                              if m.decision}))
-        run_id = await run_db.create_run(
-            conn, tenant_id=tenant_row["id"], appliance_ids=[m.id for m in batch],
-            revision=snapshot.commit, plan=plan_doc, check_mode=False, trigger=trigger,
-            worker_id=self.worker_id)
-        for request in requests:
+        if requests:
+            # The operator follows the run id the sync request returned: run under it.
+            run_id = requests[0]["id"]
+            await run_db.start_run(conn, run_id, worker_id=self.worker_id,
+                                   revision=snapshot.commit, plan=plan_doc,
+                                   appliance_ids=[m.id for m in batch])
+        else:
+            run_id = await run_db.create_run(
+                conn, tenant_id=tenant_row["id"], appliance_ids=[m.id for m in batch],
+                revision=snapshot.commit, plan=plan_doc, check_mode=False, trigger=trigger,
+                worker_id=self.worker_id)
+        for request in requests[1:]:
             await run_db.finish_run(conn, request["id"], status="succeeded",
                                     results={"superseded_by": run_id}, changed=0, failed=0)
         for member in batch:

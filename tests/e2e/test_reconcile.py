@@ -172,3 +172,64 @@ def test_redis_flushall_loses_nothing_the_resync_does_not_rederive(fleet: Fleet)
                           timeout=RESYNC_INTERVAL * 1.1 + 120, what="convergence after FLUSHALL")
     print(f"\nconverged {took:.1f} s after FLUSHALL (resync interval {RESYNC_INTERVAL:.0f} s)")
     assert "Zoe Lee-Park" in _passwd(fleet, "front-office")
+
+
+def _hearth(fleet: Fleet, *args: str, stdin: str | None = None,
+            home: str | None = None) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    env = {**fleet.env, "HOME": home or str(fleet.logs.parent / "home")}
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], env=env, input=stdin,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_cli_lists_diffs_and_syncs_over_the_api(fleet: Fleet) -> None:
+    password = "an-operator-password-42"
+    created = _hearth(fleet, "user", "create", "ops", "--admin", "--password-stdin",
+                      stdin=password + "\n")
+    assert created.returncode == 0, created.stderr
+    login = _hearth(fleet, "login", "ops", "--password-stdin", "--api", fleet.api_url,
+                    stdin=password + "\n")
+    assert login.returncode == 0, login.stderr
+    token_file = fleet.logs.parent / "home/.config/hearth/token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert password not in token_file.read_text()
+
+    listing = _hearth(fleet, "app", "list", "brightsmile", "--api", fleet.api_url)
+    assert listing.returncode == 0, listing.stderr
+    lines = {line.split()[0]: line.split() for line in listing.stdout.splitlines()[1:]}
+    assert lines["front-office"][1:3] == ["Synced", "Healthy"]
+    assert lines["front-office"][4] == fleet.head()[:12]
+
+    diff = _hearth(fleet, "app", "diff", "brightsmile", "front-office", "--api", fleet.api_url)
+    assert diff.returncode == 0 and "is in sync" in diff.stdout, diff.stdout + diff.stderr
+
+    # Self-heal off, so the drift below waits for the operator (a manual sync overrides it).
+    tenant = fleet.read("tenant.yaml").replace("self_heal: true", "self_heal: false")
+    head = fleet.commit({"tenant.yaml": tenant.encode()}, "Self-heal off for the CLI test")
+    fleet.wait_for(lambda: fleet.converged("front-office", head), timeout=CONVERGE_TIMEOUT,
+                   what="Synced with self_heal off")
+    subprocess.run(["chroot", str(fleet.roots["front-office"]), "userdel", "skim"], check=True)
+    fleet.run_agent("front-office")
+    diff = _hearth(fleet, "app", "diff", "brightsmile", "front-office", "--api", fleet.api_url)
+    assert diff.returncode == 1 and "+ users: users/skim" in diff.stdout, diff.stdout
+
+    passwd_before = _passwd(fleet, "front-office")
+    before = _last_run_id(fleet)
+    dry = _hearth(fleet, "app", "sync", "brightsmile", "front-office", "--dry-run", "--wait",
+                  "--api", fleet.api_url)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    dry_runs = [r for r in _runs_after(fleet, before) if r["check_mode"]]
+    assert dry_runs and all(r["status"] == "succeeded" for r in dry_runs)
+    assert "succeeded" in dry.stdout
+    assert _passwd(fleet, "front-office") == passwd_before  # check mode changed nothing
+    assert [r for r in _runs_after(fleet, before) if not r["check_mode"]] == []
+
+    sync = _hearth(fleet, "app", "sync", "brightsmile", "front-office", "--wait",
+                   "--api", fleet.api_url)
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    assert "skim:x:3001" in _passwd(fleet, "front-office")
+    fleet.wait_for(lambda: fleet.converged("front-office"), timeout=CONVERGE_TIMEOUT,
+                   what="converged after a manual sync")
+    tenant = fleet.read("tenant.yaml").replace("self_heal: false", "self_heal: true")
+    fleet.commit({"tenant.yaml": tenant.encode()}, "Self-heal back on")
