@@ -31,10 +31,11 @@ class ObservedUser(Observed):
     name: Name
     uid: int | None = None
     full_name: Str = ""
-    groups: Annotated[list[Name], Field(max_length=256)] = []
+    groups: Annotated[list[Name], Field(max_length=256)] = Field(default_factory=list)
     """Supplementary groups, sorted."""
     shell: Str = ""
-    ssh_keys: Annotated[list[Annotated[str, Field(max_length=16384)]], Field(max_length=64)] = []
+    ssh_keys: Annotated[list[Annotated[str, Field(max_length=16384)]], Field(max_length=64)] = (
+        Field(default_factory=list))
     has_password: bool = False
 
 
@@ -44,9 +45,9 @@ class ObservedGroup(Observed):
 
 
 class ObservedUsers(Observed):
-    users: Annotated[list[ObservedUser], Field(max_length=2000)] = []
+    users: Annotated[list[ObservedUser], Field(max_length=2000)] = Field(default_factory=list)
     """Accounts with a uid in the regular range (1000-60000); system accounts are not reported."""
-    groups: Annotated[list[ObservedGroup], Field(max_length=2000)] = []
+    groups: Annotated[list[ObservedGroup], Field(max_length=2000)] = Field(default_factory=list)
 
 
 class ObservedRecord(Observed):
@@ -61,14 +62,14 @@ class ObservedRecord(Observed):
 class ObservedZone(Observed):
     name: Name
     serial: int | None = None
-    records: Annotated[list[ObservedRecord], Field(max_length=5000)] = []
+    records: Annotated[list[ObservedRecord], Field(max_length=5000)] = Field(default_factory=list)
     valid: bool = True
     """named-checkzone accepted the file."""
 
 
 class ObservedDns(Observed):
-    zones: Annotated[list[ObservedZone], Field(max_length=200)] = []
-    forwarders: Annotated[list[Name], Field(max_length=16)] = []
+    zones: Annotated[list[ObservedZone], Field(max_length=200)] = Field(default_factory=list)
+    forwarders: Annotated[list[Name], Field(max_length=16)] = Field(default_factory=list)
 
 
 class ObservedShare(Observed):
@@ -77,16 +78,16 @@ class ObservedShare(Observed):
     comment: Str = ""
     read_only: bool = False
     browseable: bool = True
-    valid_users: Annotated[list[Name], Field(max_length=1000)] = []
-    valid_groups: Annotated[list[Name], Field(max_length=1000)] = []
+    valid_users: Annotated[list[Name], Field(max_length=1000)] = Field(default_factory=list)
+    valid_groups: Annotated[list[Name], Field(max_length=1000)] = Field(default_factory=list)
     guest_ok: bool = False
     path_exists: bool = True
 
 
 class ObservedSamba(Observed):
     workgroup: Str = ""
-    shares: Annotated[list[ObservedShare], Field(max_length=500)] = []
-    samba_users: Annotated[list[Name], Field(max_length=2000)] = []
+    shares: Annotated[list[ObservedShare], Field(max_length=500)] = Field(default_factory=list)
+    samba_users: Annotated[list[Name], Field(max_length=2000)] = Field(default_factory=list)
     """Accounts in Samba's passdb (pdbedit -L)."""
 
 
@@ -101,9 +102,9 @@ class ObservedAlias(Observed):
 
 
 class ObservedMail(Observed):
-    domains: Annotated[list[Name], Field(max_length=200)] = []
-    mailboxes: Annotated[list[ObservedMailbox], Field(max_length=5000)] = []
-    aliases: Annotated[list[ObservedAlias], Field(max_length=5000)] = []
+    domains: Annotated[list[Name], Field(max_length=200)] = Field(default_factory=list)
+    mailboxes: Annotated[list[ObservedMailbox], Field(max_length=5000)] = Field(default_factory=list)
+    aliases: Annotated[list[ObservedAlias], Field(max_length=5000)] = Field(default_factory=list)
     relay_host: Str | None = None
     message_size_limit: int | None = None
     mailbox_size_limit: int | None = None
@@ -112,20 +113,20 @@ class ObservedMail(Observed):
 class ObservedCertificate(Observed):
     name: Name
     common_name: Str
-    sans: Annotated[list[Name], Field(max_length=100)] = []
+    sans: Annotated[list[Name], Field(max_length=100)] = Field(default_factory=list)
     key_type: Str = ""
     not_before: datetime | None = None
     not_after: datetime | None = None
     issuer: Str = ""
     fingerprint_sha256: Str = ""
     chains_to_ca: bool = False
-    consumers: Annotated[list[Name], Field(max_length=8)] = []
+    consumers: Annotated[list[Name], Field(max_length=8)] = Field(default_factory=list)
 
 
 class ObservedPki(Observed):
     ca_common_name: Str | None = None
     ca_fingerprint_sha256: Str | None = None
-    certificates: Annotated[list[ObservedCertificate], Field(max_length=200)] = []
+    certificates: Annotated[list[ObservedCertificate], Field(max_length=200)] = Field(default_factory=list)
 
 
 class ObservedState(Observed):
@@ -156,10 +157,10 @@ class Heartbeat(Observed):
     agent_version: Annotated[str, Field(min_length=1, max_length=64)]
     applied_revision: Revision | None = None
     """The commit the last successful run converged the box to, as the box recorded it."""
-    observed: ObservedState = ObservedState()
-    services: Annotated[list[ServiceHealth], Field(max_length=32)] = []
+    observed: ObservedState = Field(default_factory=ObservedState)
+    services: Annotated[list[ServiceHealth], Field(max_length=32)] = Field(default_factory=list)
     facts: Annotated[dict[Annotated[str, Field(max_length=64)], FactValue],
-                     Field(max_length=64)] = {}
+                     Field(max_length=64)] = Field(default_factory=dict)
 
 
 class HeartbeatAck(BaseModel):
