@@ -485,11 +485,18 @@ def appliance_vars(
 def build_extravars(appliances: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The extravars of one run: ``{"hearth": {"appliances": {<name>: appliance_vars}}}``.
 
+    A run converges appliances of one tenant (``InvalidInputError`` otherwise).
+
     Extravars are global to a run while every appliance has its own desired
     state, so the roles read ``hearth.appliances[inventory_hostname]`` (the
     inventory names hosts by appliance name).
     """
     by_name: dict[str, dict[str, Any]] = {}
+    appliances = list(appliances)
+    tenants = {item["tenant"] for item in appliances}
+    if len(tenants) > 1:
+        # The PKI role creates a tenant's CA once per run (run_once); runs are per tenant.
+        raise InvalidInputError(f"one run converges one tenant; got {sorted(tenants)}")
     for item in appliances:
         if item["name"] in by_name:
             raise InvalidInputError(f"appliance {item['name']!r} appears twice in one run")

@@ -53,6 +53,13 @@ def test_duplicate_appliance_is_rejected() -> None:
         build_extravars([item, item])
 
 
+def test_one_run_holds_one_tenant() -> None:
+    ours = appliance_vars(literal_appliance("a"))
+    theirs = dict(appliance_vars(literal_appliance("b")), tenant="other")
+    with pytest.raises(InvalidInputError, match="one tenant"):
+        build_extravars([ours, theirs])
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
