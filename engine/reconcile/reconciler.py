@@ -65,6 +65,7 @@ from engine.execution.extravars import (
 )
 from engine.execution.workspace import Target
 from engine.planning.health import HeartbeatSummary, RunSummary, StatusInputs, status_after
+from engine.planning.normalize import CanonicalState, normalize_desired
 from engine.planning.plan import ApplyResult, build_plan, next_inventory
 from engine.planning.policy import Decision, decide
 from engine.reconcile.queue import Claim, ReconcileQueue
@@ -155,6 +156,7 @@ class Reconciler:
         self.heartbeat_interval = heartbeat_interval
         self.now = now
         self.max_failures = queue.backoff.max_failures
+        self._canonicals: dict[tuple[str, str, str], CanonicalState] = {}
 
     # ------------------------------------------------------------------ #
     # The pass
@@ -229,6 +231,17 @@ class Reconciler:
         return PassReport(tenant, snapshot.commit, run_ids, {m.name: m.outcome for m in members},
                           config_error)
 
+    def _canonical(self, snapshot: DesiredSnapshot, desired: DesiredAppliance) -> CanonicalState:
+        """Desired state normalised once per (tenant, appliance, revision): resyncs and
+        heartbeat-triggered passes plan the same revision many times."""
+        key = (snapshot.tenant, desired.name, snapshot.commit)
+        found = self._canonicals.get(key)
+        if found is None:
+            if len(self._canonicals) >= 20_000:
+                self._canonicals.clear()
+            found = self._canonicals[key] = normalize_desired(desired)
+        return found
+
     # ------------------------------------------------------------------ #
     # Steps
     # ------------------------------------------------------------------ #
@@ -278,7 +291,8 @@ class Reconciler:
         member.plan = build_plan(desired=member.desired, observed=member.observed,
                                  inventory=member.plan_inventory,
                                  policy=member.desired.policies, revision=snapshot.commit,
-                                 now=self.now())
+                                 now=self.now(),
+                                 desired_canonical=self._canonical(snapshot, member.desired))
         member.requests = await run_db.claim_queued(conn, member.id)
         manual = bool(member.requests)
         if manual:
