@@ -1,14 +1,15 @@
 """SQL for heartbeats: the latest observed state per appliance and a bounded history.
 
-``write_batch`` stores many heartbeats in one transaction: one
+``write_batch`` stores many heartbeats in one statement: an
 ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE WHERE excluded.sequence
-> observed_latest.sequence`` per round, so the sequence check is made by
+> observed_latest.sequence``, with the history insert and prune as sibling
+CTEs (one round trip, atomic without a BEGIN/COMMIT), so the sequence check is made by
 PostgreSQL under the row lock and stays correct with any number of API
 processes. A heartbeat whose sequence is not above the stored one is not
 returned by the upsert and is reported as lost (the caller answers 409); only
 winners go into the history, which is pruned to ``history_limit`` rows per
-appliance in the same transaction. Two heartbeats of one appliance in one
-batch go in successive rounds, in arrival order.
+appliance in the same statement. Two heartbeats of one appliance in one
+batch go in successive rounds (statements of one transaction), in arrival order.
 """
 
 from __future__ import annotations
@@ -65,17 +66,18 @@ WITH input AS (
                                   observed, services, facts)
     SELECT * FROM upserted
     ON CONFLICT DO NOTHING
+), pruned AS (
+    -- Sibling CTEs see the snapshot from before the statement: keep the newest
+    -- $10 - 1 older rows, so with the one inserted above each winner keeps $10.
+    DELETE FROM observed_history h
+     USING (SELECT u.appliance_id AS id,
+                   (SELECT x.sequence FROM observed_history x
+                     WHERE x.appliance_id = u.appliance_id
+                     ORDER BY x.sequence DESC OFFSET $10 - 1 LIMIT 1) AS cutoff
+              FROM upserted u) c
+     WHERE h.appliance_id = c.id AND h.sequence <= c.cutoff
 )
 SELECT appliance_id FROM upserted
-"""
-
-_PRUNE = """
-DELETE FROM observed_history h
- USING (SELECT a.id,
-               (SELECT x.sequence FROM observed_history x WHERE x.appliance_id = a.id
-                 ORDER BY x.sequence DESC OFFSET $2 LIMIT 1) AS cutoff
-          FROM unnest($1::uuid[]) AS a(id)) c
- WHERE h.appliance_id = c.id AND h.sequence <= c.cutoff
 """
 
 
@@ -92,28 +94,43 @@ def _rounds(rows: list[HeartbeatRow]) -> list[list[int]]:
     return rounds
 
 
+async def _write_round(conn: asyncpg.Connection, rows: list[HeartbeatRow], indexes: list[int],
+                       accepted: list[bool], history_limit: int) -> None:
+    part = [rows[i] for i in indexes]
+    won = {r["appliance_id"] for r in await conn.fetch(
+        _UPSERT,
+        [r.appliance_id for r in part], [r.sequence for r in part],
+        [r.sent_at for r in part], [r.received_at for r in part],
+        [r.agent_version for r in part], [r.applied_revision for r in part],
+        [r.observed for r in part], [r.services for r in part], [r.facts for r in part],
+        history_limit,
+    )}
+    for i in indexes:
+        # a later round may hold the same appliance; only its own sequence counts
+        accepted[i] = rows[i].appliance_id in won
+
+
 async def write_batch(
     conn: asyncpg.Connection, rows: list[HeartbeatRow], *,
     history_limit: int = DEFAULT_HISTORY_LIMIT,
 ) -> list[bool]:
-    """Store ``rows``; per row, True when stored and False when its sequence was not newer."""
+    """Store ``rows``; per row, True when stored and False when its sequence was not newer.
+
+    The usual batch (each appliance once) is a single statement, atomic on its
+    own: one round trip, no BEGIN/COMMIT of its own. Repeats of an appliance
+    add rounds, and then the rounds share one transaction.
+    """
+    if history_limit < 1:
+        raise ValueError("history_limit must be at least 1")
     accepted = [False] * len(rows)
+    rounds = _rounds(rows)
+    if len(rounds) <= 1:
+        if rounds:
+            await _write_round(conn, rows, rounds[0], accepted, history_limit)
+        return accepted
     async with conn.transaction():
-        for indexes in _rounds(rows):
-            part = [rows[i] for i in indexes]
-            won = {r["appliance_id"] for r in await conn.fetch(
-                _UPSERT,
-                [r.appliance_id for r in part], [r.sequence for r in part],
-                [r.sent_at for r in part], [r.received_at for r in part],
-                [r.agent_version for r in part], [r.applied_revision for r in part],
-                [r.observed for r in part], [r.services for r in part], [r.facts for r in part],
-            )}
-            for i in indexes:
-                # a later round may hold the same appliance; only its own sequence counts
-                accepted[i] = rows[i].appliance_id in won
-        winners = list({rows[i].appliance_id for i, ok in enumerate(accepted) if ok})
-        if winners:
-            await conn.execute(_PRUNE, winners, history_limit)
+        for indexes in rounds:
+            await _write_round(conn, rows, indexes, accepted, history_limit)
     return accepted
 
 
