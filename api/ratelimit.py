@@ -4,8 +4,9 @@ Litestar's stock ``RateLimitMiddleware`` reads and rewrites a JSON history
 per key under one process-wide lock, two Redis round trips with every
 request of the process queued behind them. ``FixedWindowRateLimitMiddleware``
 keeps the configuration (limit, unit, store, identifier, headers) and replaces
-the bookkeeping with one pipelined ``INCR``+``EXPIRE`` per request on the
-configured ``RedisStore``: atomic across processes and API pods, no lock.
+the bookkeeping with one Redis command per request on the configured
+``RedisStore`` (``EVALSHA`` of a two-line script: ``INCR``, and ``PEXPIRE``
+when the key is new): atomic across processes and API pods, no lock.
 The increments of concurrent requests of one process go to Redis together,
 one pipeline per batch (``MicroBatcher``): every request is still counted in
 Redis before it is let through, so the limit is exact across processes; only
@@ -36,27 +37,46 @@ from litestar.middleware.rate_limit import (
 )
 from litestar.stores.redis import RedisStore
 from litestar.types import Receive, Scope, Send
+from redis.exceptions import NoScriptError
 
 from engine.db.batch import MicroBatcher
 
 STORE_NAME = "rate_limit"
 
 
+_INCR_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+_INCR_SHA = hashlib.sha1(_INCR_SCRIPT.encode()).hexdigest()  # noqa: S324 (Redis's script id)
+
+
 class WindowCounter:
-    """``INCR`` + ``EXPIRE`` of many keys in one pipeline: the count of each key after it."""
+    """Count many keys in one pipeline, one ``EVALSHA`` each: the count of each key after it.
+
+    The script sets the expiry only when ``INCR`` created the key, in the same
+    atomic step, so a counter never outlives its window.
+    """
 
     def __init__(self, redis: Any) -> None:
         self._redis = redis
         self._batcher: MicroBatcher[tuple[str, int], int] = MicroBatcher(
             self._flush, max_size=1000, linger=0.0, max_in_flight=2)
 
-    async def _flush(self, items: list[tuple[str, int]]) -> list[int]:
+    async def _send(self, items: list[tuple[str, int]]) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for key, ttl in items:
-                pipe.incr(key)
-                pipe.expire(key, ttl)
-            results = await pipe.execute()
-        return [int(count) for count in results[::2]]
+                pipe.evalsha(_INCR_SHA, 1, key, ttl * 1000)
+            return await pipe.execute()
+
+    async def _flush(self, items: list[tuple[str, int]]) -> list[int]:
+        try:
+            results = await self._send(items)
+        except NoScriptError:  # a fresh or flushed Redis: nothing was counted, so send again
+            await self._redis.script_load(_INCR_SCRIPT)
+            results = await self._send(items)
+        return [int(count) for count in results]
 
     async def incr(self, key: str, *, ttl: int) -> int:
         return await self._batcher.submit((key, ttl))
