@@ -9,7 +9,9 @@ Two kinds of credential, told apart by shape:
   user or removing a membership takes effect at once.
 - appliances send ``Authorization: Bearer hth_app_…``: an opaque token whose
   HMAC is looked up (in batches, see ``engine.db.appliances.TokenResolver``)
-  on every request, so revocation is immediate. An appliance token is never
+  on every request, so revocation is immediate. A route that marks itself
+  ``opt[DEFERRED_APPLIANCE_TOKEN]`` (the heartbeat) gets ``DEFERRED_APPLIANCE``
+  and looks the token up in its own write statement, answering 401 itself. An appliance token is never
   accepted where a person is expected, and a JWT never where an appliance is.
 
 Authorization is the table ``PERMISSIONS``: every route names its entry in
@@ -131,6 +133,10 @@ class Principal:
 
 
 ANONYMOUS = Principal(kind="anonymous")
+DEFERRED_APPLIANCE = Principal(kind="appliance")
+"""An appliance token not looked up yet: only on routes with ``opt[DEFERRED_APPLIANCE_TOKEN]``,
+which must resolve it themselves (``appliance`` is None) and answer 401 when it is not live."""
+DEFERRED_APPLIANCE_TOKEN = "resolves_appliance_token"  # noqa: S105 (an opt key)
 
 
 # --- credentials ------------------------------------------------------------------
@@ -173,6 +179,12 @@ class HearthAuthenticationMiddleware(AbstractAuthenticationMiddleware):
             return AuthenticationResult(user=ANONYMOUS, auth=None)
         ctx: ApiContext = connection.app.state.ctx
         if token.startswith(appliances.TOKEN_PREFIX):
+            handler = connection.scope.get("route_handler")
+            if handler is not None and handler.opt.get(DEFERRED_APPLIANCE_TOKEN) and \
+                    appliances.looks_like_token(token):
+                # The route resolves the token inside its own write (one round trip);
+                # it answers 401 itself when the token is unknown or revoked.
+                return AuthenticationResult(user=DEFERRED_APPLIANCE, auth="appliance")
             found = await ctx.tokens.resolve(token)
             if found is None:
                 raise AuthenticationError("unknown or revoked appliance token")

@@ -1,6 +1,8 @@
 """Receiving a heartbeat: check the clock, store durably in a batch, answer with the revision.
 
-The appliance is the token's (``principal.appliance``), never the body's.
+The appliance is the token's, never the body's: the batched write looks the
+token up in the same statement (``HeartbeatWriter.store_by_token``), so an
+unknown or revoked token stores nothing and gets 401.
 Refusals (stale sequence, clock skew) are counted by reason and audited.
 """
 
@@ -14,8 +16,9 @@ from datetime import UTC, datetime
 from api import metrics
 from api.context import ApiContext
 from engine.db import audit
+from engine.db.appliances import hash_token
 from engine.db.heartbeats import HeartbeatRow
-from engine.errors import ConflictError, InvalidInputError
+from engine.errors import AuthenticationError, ConflictError, InvalidInputError
 from schemas.heartbeat import Heartbeat, HeartbeatAck
 
 log = logging.getLogger("hearth.api.heartbeat")
@@ -43,23 +46,36 @@ async def _trigger(ctx: ApiContext, appliance: dict, beat: Heartbeat, observed_j
                     appliance["tenant"], appliance["name"], exc_info=True)
 
 
-async def receive_heartbeat(ctx: ApiContext, appliance: dict, beat: Heartbeat) -> HeartbeatAck:
+def _unknown_token() -> AuthenticationError:
+    return AuthenticationError("unknown or revoked appliance token")
+
+
+async def receive_heartbeat(ctx: ApiContext, token: str, beat: Heartbeat) -> HeartbeatAck:
     started = time.perf_counter()
     now = datetime.now(UTC)
     skew = abs((now - beat.sent_at).total_seconds())
     if skew > ctx.limits.max_clock_skew_seconds:
+        # rare: look the token up on its own, to answer 401 first and audit the appliance
+        appliance = await ctx.tokens.resolve(token)
+        if appliance is None:
+            raise _unknown_token()
         await _reject(ctx, appliance, "clock_skew", {"skew_seconds": round(skew)})
         raise InvalidInputError(
             f"sent_at is {round(skew)} s away from the server clock "
             f"(limit {ctx.limits.max_clock_skew_seconds} s); fix the appliance's time")
     observed_json = beat.observed.model_dump_json()
     row = HeartbeatRow(
-        appliance_id=appliance["appliance_id"], sequence=beat.sequence, sent_at=beat.sent_at,
+        appliance_id=None,  # type: ignore[arg-type]  # the token's, found by the write
+        sequence=beat.sequence, sent_at=beat.sent_at,
         received_at=now, agent_version=beat.agent_version,
         applied_revision=beat.applied_revision, observed=observed_json,
         services=json.dumps([s.model_dump() for s in beat.services]),
-        facts=json.dumps(beat.facts))
-    if not await ctx.writer.store(row):
+        facts=json.dumps(beat.facts), token_hash=hash_token(ctx.settings.secret_key, token))
+    written = await ctx.writer.store_by_token(row)
+    if written is None:
+        raise _unknown_token()
+    appliance = written.appliance
+    if not written.accepted:
         await _reject(ctx, appliance, "stale_sequence", {"sequence": beat.sequence})
         raise ConflictError(f"sequence {beat.sequence} is not above the last one stored")
     metrics.HEARTBEATS_ACCEPTED.inc()

@@ -38,6 +38,8 @@ class HeartbeatRow:
     """JSON text."""
     facts: str
     """JSON text."""
+    token_hash: bytes | None = None
+    """For ``write_batch_by_token``: the appliance is the live token's, found in the write."""
 
 
 _UPSERT = """
@@ -134,6 +136,124 @@ async def write_batch(
     return accepted
 
 
+_WRITE_BY_HASH = """
+WITH resolved AS (
+    SELECT i.*, a.id AS appliance_id, a.tenant_id, t.name AS tenant, a.name
+      FROM unnest($1::int[], $2::bytea[], $3::bigint[], $4::timestamptz[], $5::timestamptz[],
+                  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+           AS i(ord, token_hash, sequence, sent_at, received_at, agent_version,
+                applied_revision, observed, services, facts)
+      JOIN appliance_tokens k ON k.token_hash = i.token_hash AND k.revoked_at IS NULL
+      JOIN appliances a ON a.id = k.appliance_id
+      JOIN tenants t ON t.id = a.tenant_id
+), input AS (
+    -- one row per appliance per statement, even if two of its tokens are live
+    SELECT DISTINCT ON (appliance_id) * FROM resolved ORDER BY appliance_id, ord
+), upserted AS (
+    INSERT INTO observed_latest AS o (appliance_id, sequence, sent_at, received_at, agent_version,
+                                      applied_revision, observed, services, facts)
+    SELECT appliance_id, sequence, sent_at, received_at, agent_version, applied_revision,
+           observed::jsonb, services::jsonb, facts::jsonb
+      FROM input
+    ON CONFLICT (appliance_id) DO UPDATE SET
+        sequence = excluded.sequence, sent_at = excluded.sent_at,
+        received_at = excluded.received_at, agent_version = excluded.agent_version,
+        applied_revision = excluded.applied_revision, observed = excluded.observed,
+        services = excluded.services, facts = excluded.facts
+     WHERE excluded.sequence > o.sequence
+    RETURNING o.appliance_id, o.sequence, o.sent_at, o.received_at, o.applied_revision,
+              o.observed, o.services, o.facts
+), history AS (
+    INSERT INTO observed_history (appliance_id, sequence, sent_at, received_at, applied_revision,
+                                  observed, services, facts)
+    SELECT * FROM upserted
+    ON CONFLICT DO NOTHING
+), pruned AS (
+    DELETE FROM observed_history h
+     USING (SELECT u.appliance_id AS id,
+                   (SELECT x.sequence FROM observed_history x
+                     WHERE x.appliance_id = u.appliance_id
+                     ORDER BY x.sequence DESC OFFSET $11 - 1 LIMIT 1) AS cutoff
+              FROM upserted u) c
+     WHERE h.appliance_id = c.id AND h.sequence <= c.cutoff
+)
+SELECT r.ord, r.appliance_id, r.tenant_id, r.tenant, r.name,
+       x.ord IS NOT NULL AS tried, u.appliance_id IS NOT NULL AND x.ord IS NOT NULL AS won
+  FROM resolved r
+  LEFT JOIN input x ON x.ord = r.ord
+  LEFT JOIN upserted u ON u.appliance_id = r.appliance_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenWrite:
+    """What ``write_batch_by_token`` did with one row of a live token."""
+
+    appliance: dict[str, Any]
+    """appliance_id, tenant_id, tenant, name (as ``TokenResolver`` gives them)."""
+    accepted: bool
+    """False when the sequence was not above the stored one (nothing stored)."""
+
+
+async def write_batch_by_token(
+    conn: asyncpg.Connection, rows: list[HeartbeatRow], *,
+    history_limit: int = DEFAULT_HISTORY_LIMIT,
+) -> list[TokenWrite | None]:
+    """Store ``rows`` keyed by ``token_hash``, resolving each token in the same statement.
+
+    Per row: None when the token is unknown or revoked (nothing stored), else
+    the token's appliance and whether the row was stored. The lookup and the
+    write are one snapshot, so a revocation committed before the statement
+    stops the token at once. Rows go in rounds (one statement each, sharing a
+    transaction when there are several) so that each token, and each appliance,
+    appears once per statement.
+    """
+    if history_limit < 1:
+        raise ValueError("history_limit must be at least 1")
+    results: list[TokenWrite | None] = [None] * len(rows)
+
+    async def round_(indexes: list[int]) -> list[int]:
+        part = [rows[i] for i in indexes]
+        records = await conn.fetch(
+            _WRITE_BY_HASH, list(range(len(part))), [r.token_hash for r in part],
+            [r.sequence for r in part], [r.sent_at for r in part],
+            [r.received_at for r in part], [r.agent_version for r in part],
+            [r.applied_revision for r in part], [r.observed for r in part],
+            [r.services for r in part], [r.facts for r in part], history_limit)
+        retry = []
+        for rec in records:
+            index = indexes[rec["ord"]]
+            if not rec["tried"]:  # another live token of the same appliance went first
+                retry.append(index)
+                continue
+            results[index] = TokenWrite(
+                appliance={"appliance_id": rec["appliance_id"], "tenant_id": rec["tenant_id"],
+                           "tenant": rec["tenant"], "name": rec["name"]},
+                accepted=rec["won"])
+        return retry
+
+    def split(indexes: list[int]) -> tuple[list[int], list[int]]:
+        now, later, seen = [], [], set()
+        for i in indexes:
+            (later if rows[i].token_hash in seen else now).append(i)
+            seen.add(rows[i].token_hash)
+        return now, later
+
+    pending = list(range(len(rows)))
+    if not pending:
+        return results
+    now, later = split(pending)
+    if not later:  # the usual batch: one statement, atomic on its own
+        pending = await round_(now)
+        if not pending:
+            return results
+    async with conn.transaction():
+        while pending:
+            now, later = split(pending)
+            pending = sorted(await round_(now) + later)
+    return results
+
+
 async def latest(conn: asyncpg.Connection, appliance_id: uuid.UUID) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         """SELECT appliance_id, sequence, sent_at, received_at, agent_version, applied_revision,
@@ -172,13 +292,26 @@ class HeartbeatWriter:
         self._history_limit = history_limit
         self._batcher: MicroBatcher[HeartbeatRow, bool] = MicroBatcher(
             self._flush, max_size=max_size, linger=linger, max_in_flight=max_in_flight)
+        self._by_token: MicroBatcher[HeartbeatRow, TokenWrite | None] = MicroBatcher(
+            self._flush_by_token, max_size=max_size, linger=linger,
+            max_in_flight=max_in_flight)
 
     async def _flush(self, rows: list[HeartbeatRow]) -> list[bool]:
         async with self._pool.acquire() as conn:
             return await write_batch(conn, rows, history_limit=self._history_limit)
 
+    async def _flush_by_token(self, rows: list[HeartbeatRow]) -> list[TokenWrite | None]:
+        async with self._pool.acquire() as conn:
+            return await write_batch_by_token(conn, rows, history_limit=self._history_limit)
+
     async def store(self, row: HeartbeatRow) -> bool:
         return await self._batcher.submit(row)
 
+    async def store_by_token(self, row: HeartbeatRow) -> TokenWrite | None:
+        """Store a row whose ``token_hash`` names the appliance: token lookup and write in
+        one round trip. None when the token is unknown or revoked (nothing stored)."""
+        return await self._by_token.submit(row)
+
     async def close(self) -> None:
         await self._batcher.close()
+        await self._by_token.close()

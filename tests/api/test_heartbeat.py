@@ -176,3 +176,69 @@ class TestRateLimitUnderConcurrency:
                                            for s in range(1, 9)))
         codes = sorted(r.status_code for r in responses)
         assert codes.count(429) == 5 and set(codes[:3]) <= {200, 409}
+
+
+async def test_unknown_token_with_a_skewed_clock_is_401_not_400(client, world) -> None:
+    body = beat(1, sent_at=datetime.now(UTC) - timedelta(hours=3))
+    unknown = {"Authorization": "Bearer hth_app_" + "x" * 43}
+    assert (await client.post("/api/v1/heartbeat", json=body, headers=unknown)).status_code == 401
+    assert (await client.post("/api/v1/heartbeat", json=beat(1),
+                              headers=unknown)).status_code == 401
+    assert await _counts(world) == (0, 0)
+
+
+async def test_concurrent_heartbeats_of_one_token_keep_the_highest(client, world) -> None:
+    headers = world.auth("appliance")
+    codes = await asyncio.gather(*(client.post("/api/v1/heartbeat", json=beat(s), headers=headers)
+                                   for s in (1, 2, 3)))
+    assert 200 in [c.status_code for c in codes]
+    assert {c.status_code for c in codes} <= {200, 409}
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        assert await conn.fetchval("SELECT max(sequence) FROM observed_latest") == 3
+    finally:
+        await conn.close()
+
+
+async def test_write_batch_by_token_resolves_in_the_write(world) -> None:
+    """One statement: unknown tokens store nothing (None), a repeated token goes in a second
+    round, two live tokens of one appliance are written one after the other, history stays
+    bounded."""
+    from engine.db import appliances
+    from engine.db.heartbeats import HeartbeatRow, write_batch_by_token
+
+    key = world.settings.secret_key
+    token = world.appliance_tokens["acme/front-office"]
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        appliance_id = world.appliance_ids["acme/front-office"]
+        second = appliances.new_token()
+        await conn.execute("INSERT INTO appliance_tokens (appliance_id, token_hash, hint) "
+                           "VALUES ($1, $2, 'xxxx')", appliance_id,
+                           appliances.hash_token(key, second))
+        now = datetime.now(UTC)
+
+        def row(tok: str, seq: int) -> HeartbeatRow:
+            return HeartbeatRow(appliance_id=None, sequence=seq, sent_at=now,  # type: ignore[arg-type]
+                                received_at=now, agent_version="1", applied_revision=None,
+                                observed="{}", services="[]", facts="{}",
+                                token_hash=appliances.hash_token(key, tok))
+
+        result = await write_batch_by_token(conn, [
+            row(token, 1), row("hth_app_" + "y" * 43, 1), row(token, 3), row(second, 2),
+            row(token, 2)], history_limit=2)
+        assert result[1] is None
+        assert [r.accepted if r else None for r in result] == [True, None, True, False, False]
+        assert all(str(r.appliance["appliance_id"]) == appliance_id for r in result if r)
+        assert result[0].appliance["tenant"] == "acme"
+        assert result[0].appliance["name"] == "front-office"
+        assert await conn.fetchval("SELECT sequence FROM observed_latest") == 3
+        assert [r["sequence"] for r in await conn.fetch(
+            "SELECT sequence FROM observed_history ORDER BY sequence")] == [1, 3]
+        for seq in (4, 5, 6):
+            assert (await write_batch_by_token(conn, [row(token, seq)], history_limit=2)
+                    )[0].accepted
+        assert [r["sequence"] for r in await conn.fetch(
+            "SELECT sequence FROM observed_history ORDER BY sequence")] == [5, 6]
+    finally:
+        await conn.close()
