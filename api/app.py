@@ -10,6 +10,7 @@ workers starting at once is safe).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -70,6 +71,11 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
             ctx.extra["heartbeat_trigger"] = HeartbeatTrigger(
                 queue=queue, redis=redis, reader=reader, store=RepoStore(settings.repos_dir))
             app.state.ctx = ctx
+            # Everything built so far (Litestar, pydantic schemas, the app) lives for the
+            # process: keep it out of the cyclic GC, whose full collections otherwise walk
+            # it and stall the event loop 60-90 ms (the p99 of heartbeats at 2,000/s).
+            gc.collect()
+            gc.freeze()
             yield
             await ctx.writer.close()
             await ctx.tokens.close()

@@ -9,7 +9,10 @@ What it does, in one run:
 2. starts ``hearth serve --workers 2`` (uvicorn, uvloop + httptools) on a free port;
 3. drives it from a separate load-generator process (asyncio + uvloop, raw HTTP/1.1
    keep-alive, so the generator costs as little CPU as possible):
-   - bare endpoint: ``GET /health``, closed loop, 256 connections;
+   - the bare endpoint the goal compares with: a separate Litestar app with one POST
+     route taking the same ~1 KiB JSON body (``bare_app.py``), served the same way
+     (uvicorn, 2 workers, uvloop + httptools), closed loop, 256 connections; and, for
+     reference, Hearth's own ``GET /health``;
    - heartbeats, closed loop, 256 connections, each request a different token in turn,
      sequences increasing per token (sustained throughput);
    - heartbeats at a fixed 2,000/s, open loop, latency measured from the scheduled
@@ -90,13 +93,16 @@ async def _loadgen(args: dict) -> dict:
     start = time.perf_counter() + 0.2
     stop = start + seconds
 
-    def heartbeat(i: int) -> bytes:
-        sequences[i] += 1
+    def heartbeat_body(sequence: int, path: str, token: str | None = None) -> bytes:
         now = datetime.now(UTC).isoformat()
-        body = (f'{{"sequence":{sequences[i]},"sent_at":"{now}","agent_version":"bench",'
+        body = (f'{{"sequence":{sequence},"sent_at":"{now}","agent_version":"bench",'
                 f'"services":[{{"name":"named","status":"running"}}],'
                 f'"facts":{{"kernel":"6.1"}},"observed":{OBSERVED}}}').encode()
-        return _request("/api/v1/heartbeat", body, tokens[i], port)
+        return _request(path, body, token, port)
+
+    def heartbeat(i: int) -> bytes:
+        sequences[i] += 1
+        return heartbeat_body(sequences[i], "/api/v1/heartbeat", tokens[i])
 
     async def connection(n: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -118,6 +124,8 @@ async def _loadgen(args: dict) -> dict:
                 break
             if mode == "health":
                 token_index, data = None, _request("/health", None, None, port)
+            elif mode == "echo":
+                token_index, data = None, heartbeat_body(n, "/echo")
             else:
                 token_index = mine[k % len(mine)]
                 k += 1
@@ -314,9 +322,29 @@ def main() -> int:
         print(f"server: hearth serve --workers {args.workers} on 127.0.0.1:{port}; "
               f"{os.cpu_count()} cores shared with the load generator")
         common = {"port": port, "connections": args.connections, "seconds": args.seconds}
+        bare_port = _free_port()
+        bare_server = subprocess.Popen(
+            [str(ROOT / ".venv/bin/uvicorn"), "--app-dir", str(Path(__file__).parent),
+             "bare_app:app", "--host", "127.0.0.1", "--port", str(bare_port), "--workers",
+             str(args.workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+             "--log-level", "warning"], cwd=ROOT)
+        try:
+            for _ in range(200):
+                try:
+                    httpx.post(f"http://127.0.0.1:{bare_port}/echo", json={"sequence": 1})
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            bare_common = common | {"port": bare_port, "mode": "echo"}
+            run_loadgen(**bare_common | {"seconds": 2})  # warm-up
+            bare = run_loadgen(**bare_common)
+            _report(f"POST /echo bare Litestar, {len(OBSERVED) + 150} B JSON", bare)
+        finally:
+            bare_server.terminate()
+            bare_server.wait(20)
         run_loadgen(**common | {"mode": "health", "seconds": 2})  # warm-up
-        bare = run_loadgen(**common | {"mode": "health"})
-        _report("GET /health (bare endpoint)", bare)
+        health = run_loadgen(**common | {"mode": "health"})
+        _report("GET /health (Hearth, no body)", health)
         sustained = run_loadgen(**common | {"mode": "heartbeat", "tokens": tokens})
         _report("POST /api/v1/heartbeat (closed)", sustained)
         paced = run_loadgen(**common | {"mode": "heartbeat", "tokens": tokens, "rate": 2000,
