@@ -31,7 +31,7 @@ _run_ids = itertools.count(1)
 
 def _need_root() -> None:
     if os.geteuid() != 0:
-        pytest.skip("appliance roots need root (chroot, debootstrap)")
+        pytest.fail("appliance roots need root (chroot, debootstrap): run the suite as root")
 
 
 @pytest.fixture(scope="session")
