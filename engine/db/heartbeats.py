@@ -42,14 +42,10 @@ class HeartbeatRow:
     """For ``write_batch_by_token``: the appliance is the live token's, found in the write."""
 
 
-_UPSERT = """
-WITH input AS (
-    SELECT i.* FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
-                           $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-         AS i(appliance_id, sequence, sent_at, received_at, agent_version, applied_revision,
-              observed, services, facts)
-    JOIN appliances a ON a.id = i.appliance_id
-), upserted AS (
+# The steps both writes share once ``input`` holds one row per appliance: upsert the
+# newest observation when its sequence is higher, append it to the history, prune the
+# history to the limit ({limit}: the statement's parameter holding it).
+_STORE = """), upserted AS (
     INSERT INTO observed_latest AS o (appliance_id, sequence, sent_at, received_at, agent_version,
                                       applied_revision, observed, services, facts)
     SELECT appliance_id, sequence, sent_at, received_at, agent_version, applied_revision,
@@ -70,17 +66,26 @@ WITH input AS (
     ON CONFLICT DO NOTHING
 ), pruned AS (
     -- Sibling CTEs see the snapshot from before the statement: keep the newest
-    -- $10 - 1 older rows, so with the one inserted above each winner keeps $10.
+    -- {limit} - 1 older rows, so with the one inserted above each winner keeps {limit}.
     DELETE FROM observed_history h
      USING (SELECT u.appliance_id AS id,
                    (SELECT x.sequence FROM observed_history x
                      WHERE x.appliance_id = u.appliance_id
-                     ORDER BY x.sequence DESC OFFSET $10 - 1 LIMIT 1) AS cutoff
+                     ORDER BY x.sequence DESC OFFSET {limit} - 1 LIMIT 1) AS cutoff
               FROM upserted u) c
      WHERE h.appliance_id = c.id AND h.sequence <= c.cutoff
 )
-SELECT appliance_id FROM upserted
 """
+
+_UPSERT = """
+WITH input AS (
+    SELECT i.* FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
+                           $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+         AS i(appliance_id, sequence, sent_at, received_at, agent_version, applied_revision,
+              observed, services, facts)
+    JOIN appliances a ON a.id = i.appliance_id
+{store}SELECT appliance_id FROM upserted
+""".format(store=_STORE.format(limit="$10"))  # noqa: S608 - our own constant text
 
 
 def _rounds(rows: list[HeartbeatRow]) -> list[list[int]]:
@@ -149,40 +154,12 @@ WITH resolved AS (
 ), input AS (
     -- one row per appliance per statement, even if two of its tokens are live
     SELECT DISTINCT ON (appliance_id) * FROM resolved ORDER BY appliance_id, ord
-), upserted AS (
-    INSERT INTO observed_latest AS o (appliance_id, sequence, sent_at, received_at, agent_version,
-                                      applied_revision, observed, services, facts)
-    SELECT appliance_id, sequence, sent_at, received_at, agent_version, applied_revision,
-           observed::jsonb, services::jsonb, facts::jsonb
-      FROM input
-    ON CONFLICT (appliance_id) DO UPDATE SET
-        sequence = excluded.sequence, sent_at = excluded.sent_at,
-        received_at = excluded.received_at, agent_version = excluded.agent_version,
-        applied_revision = excluded.applied_revision, observed = excluded.observed,
-        services = excluded.services, facts = excluded.facts
-     WHERE excluded.sequence > o.sequence
-    RETURNING o.appliance_id, o.sequence, o.sent_at, o.received_at, o.applied_revision,
-              o.observed, o.services, o.facts
-), history AS (
-    INSERT INTO observed_history (appliance_id, sequence, sent_at, received_at, applied_revision,
-                                  observed, services, facts)
-    SELECT * FROM upserted
-    ON CONFLICT DO NOTHING
-), pruned AS (
-    DELETE FROM observed_history h
-     USING (SELECT u.appliance_id AS id,
-                   (SELECT x.sequence FROM observed_history x
-                     WHERE x.appliance_id = u.appliance_id
-                     ORDER BY x.sequence DESC OFFSET $11 - 1 LIMIT 1) AS cutoff
-              FROM upserted u) c
-     WHERE h.appliance_id = c.id AND h.sequence <= c.cutoff
-)
-SELECT r.ord, r.appliance_id, r.tenant_id, r.tenant, r.name,
+{store}SELECT r.ord, r.appliance_id, r.tenant_id, r.tenant, r.name,
        x.ord IS NOT NULL AS tried, u.appliance_id IS NOT NULL AND x.ord IS NOT NULL AS won
   FROM resolved r
   LEFT JOIN input x ON x.ord = r.ord
   LEFT JOIN upserted u ON u.appliance_id = r.appliance_id
-"""
+""".format(store=_STORE.format(limit="$11"))  # noqa: S608 - our own constant text
 
 
 @dataclass(frozen=True, slots=True)

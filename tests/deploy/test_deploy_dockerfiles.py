@@ -7,6 +7,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -108,9 +109,9 @@ def test_package_list_parses_like_the_appliance_build():
     run = next(args for keyword, args in steps if keyword == "RUN" and "sed" in args)
     sed = re.search(r"sed (-e '[^']*' ?)+", run)
     assert sed, run
+    # The Dockerfile pipes this sed into `grep -v '^$'`; the split below drops empty lines too.
     result = subprocess.run(
-        f"{sed.group(0)} engine/appliances/packages.txt | grep -v '^$'",
-        shell=True,
+        [*shlex.split(sed.group(0)), "engine/appliances/packages.txt"],
         cwd=REPO,
         capture_output=True,
         text=True,
