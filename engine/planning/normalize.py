@@ -364,10 +364,11 @@ def _desired_samba(samba: SambaSpec) -> CanonicalDomain:
     return CanonicalDomain(settings={"workgroup": samba.workgroup.upper()}, objects=objects)
 
 
-def _desired_mail(mail: MailSpec) -> CanonicalDomain:
+def _mail(mail: MailSpec | ObservedMail) -> CanonicalDomain:
+    """Both sides of the mail domain have the same shape; one canonical form serves both."""
     objects: dict[ObjectKey, tuple[Any, ...]] = {}
     for domain in mail.domains:
-        objects[("domains", domain.lower())] = ()
+        objects[("domains", domain.strip().rstrip(".").lower())] = ()
     for box in mail.mailboxes:
         objects[("mailboxes", box.address.lower())] = (box.user,)
     for alias in mail.aliases:
@@ -414,7 +415,7 @@ def normalize_desired(desired: DesiredAppliance) -> CanonicalState:
     if desired.samba is not None:
         state["samba"] = _desired_samba(desired.samba)
     if desired.mail is not None:
-        state["mail"] = _desired_mail(desired.mail)
+        state["mail"] = _mail(desired.mail)
     return state
 
 
@@ -477,24 +478,6 @@ def _observed_samba(samba: ObservedSamba) -> CanonicalDomain:
     return CanonicalDomain(settings={"workgroup": samba.workgroup.upper()}, objects=objects)
 
 
-def _observed_mail(mail: ObservedMail) -> CanonicalDomain:
-    objects: dict[ObjectKey, tuple[Any, ...]] = {}
-    for domain in mail.domains:
-        objects[("domains", domain.strip().rstrip(".").lower())] = ()
-    for box in mail.mailboxes:
-        objects[("mailboxes", box.address.lower())] = (box.user,)
-    for alias in mail.aliases:
-        objects[("aliases", alias.address.lower())] = (
-            _sorted(d.lower() for d in alias.destinations),
-        )
-    settings = {
-        "relay_host": _optional_text(mail.relay_host),
-        "message_size_limit": mail.message_size_limit,
-        "mailbox_size_limit": mail.mailbox_size_limit,
-    }
-    return CanonicalDomain(settings=settings, objects=objects)
-
-
 def _observed_pki(pki: ObservedPki) -> CanonicalDomain:
     objects: dict[ObjectKey, tuple[Any, ...]] = {}
     deadlines: dict[ObjectKey, Any] = {}
@@ -518,7 +501,7 @@ _OBSERVERS = {
     "pki": _observed_pki,
     "dns": _observed_dns,
     "samba": _observed_samba,
-    "mail": _observed_mail,
+    "mail": _mail,
 }
 
 
