@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
@@ -127,6 +128,16 @@ def _clean_validation_error(error: Any) -> dict[str, Any]:
             "message": str(error.get("message", ""))[:300]}
 
 
+def text_error_handler(request: Request, exc: asyncpg.DataError) -> Response[dict[str, Any]]:
+    """Text PostgreSQL cannot hold (a NUL character, an invalid escape) that slipped past a
+    model reached a query: the statement failed, so nothing was stored; it is the caller's
+    input, so 400, never 500."""
+    log.info("request text refused by the database: %s", type(exc).__name__)
+    return problem_response(request, status=400, slug="invalid-request",
+                            detail="a value contains a character that cannot be stored "
+                                   "(such as NUL)")
+
+
 def internal_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.error("unhandled error", exc_info=exc)
     return problem_response(request, status=500, slug="internal-error",
@@ -136,6 +147,8 @@ def internal_error_handler(request: Request, exc: Exception) -> Response[dict[st
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HearthError: hearth_error_handler,
     HTTPException: http_exception_handler,
+    asyncpg.CharacterNotInRepertoireError: text_error_handler,
+    asyncpg.UntranslatableCharacterError: text_error_handler,
     Exception: internal_error_handler,
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from datetime import UTC, datetime
 
@@ -22,6 +23,11 @@ from engine.errors import AuthenticationError, ConflictError, InvalidInputError
 from schemas.heartbeat import Heartbeat, HeartbeatAck
 
 log = logging.getLogger("hearth.api.heartbeat")
+
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+"""``\u0000`` in JSON text, not preceded by an escaped backslash: a NUL character, which
+PostgreSQL's jsonb refuses. One such row would fail the whole batched write, so it is
+refused here, before it joins a batch."""
 
 
 async def _reject(ctx: ApiContext, appliance: dict, reason: str, details: dict) -> None:
@@ -64,13 +70,17 @@ async def receive_heartbeat(ctx: ApiContext, token: str, beat: Heartbeat) -> Hea
             f"sent_at is {round(skew)} s away from the server clock "
             f"(limit {ctx.limits.max_clock_skew_seconds} s); fix the appliance's time")
     observed_json = beat.observed.model_dump_json()
+    services_json = json.dumps([s.model_dump() for s in beat.services])
+    facts_json = json.dumps(beat.facts)
+    if any(_NUL_ESCAPE.search(text) for text in (observed_json, services_json, facts_json)) \
+            or "\x00" in beat.agent_version:
+        raise InvalidInputError("the heartbeat contains a NUL character; nothing was stored")
     row = HeartbeatRow(
         appliance_id=None,  # type: ignore[arg-type]  # the token's, found by the write
         sequence=beat.sequence, sent_at=beat.sent_at,
         received_at=now, agent_version=beat.agent_version,
         applied_revision=beat.applied_revision, observed=observed_json,
-        services=json.dumps([s.model_dump() for s in beat.services]),
-        facts=json.dumps(beat.facts), token_hash=hash_token(ctx.settings.secret_key, token))
+        services=services_json, facts=facts_json, token_hash=hash_token(ctx.settings.secret_key, token))
     written = await ctx.writer.store_by_token(row)
     if written is None:
         raise _unknown_token()

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.status import ApplianceStatus
 
@@ -23,8 +23,30 @@ Hostname = Annotated[str, Field(min_length=1, max_length=253,
 Role = Literal["operator", "customer", "auditor"]
 
 
+def _reject_nul(value: object, where: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where or 'a value'} contains a NUL character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key, where)
+            _reject_nul(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            _reject_nul(item, where)
+
+
 class Request(BaseModel):
+    """A request body: unknown fields are refused, and so is a NUL character anywhere
+    (no Hearth value can hold one, and PostgreSQL text cannot store it)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: object) -> object:
+        _reject_nul(data, "")
+        return data
 
 
 class Response(BaseModel):

@@ -62,7 +62,7 @@ class RequestIdMiddleware:
             return
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"),
                      "")
-        request_id = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _VALID_ID.fullmatch(given) else uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500

@@ -73,7 +73,7 @@ def _check_domain(value: str) -> str:
         raise ValueError(f"{value!r} is not a domain name (1 to 253 characters)")
     labels = name.split(".")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise ValueError(
                 f"{value!r} is not a valid domain name: label {label!r} must be 1-63 letters, "
                 "digits or hyphens, not starting or ending with a hyphen"
@@ -93,7 +93,7 @@ def _check_record_name(value: str) -> str:
     for label in name.split("."):
         if label == "*" and name.startswith("*"):
             continue
-        if not (_LABEL.match(label) or _SERVICE_LABEL.match(label)):
+        if not (_LABEL.fullmatch(label) or _SERVICE_LABEL.fullmatch(label)):
             raise ValueError(
                 f"{value!r} is not a valid record name: label {label!r} breaks RFC 1035 "
                 "(letters, digits, hyphens; '_' only as a service label's first character)"
@@ -102,7 +102,7 @@ def _check_record_name(value: str) -> str:
 
 
 def _check_posix_name(value: str) -> str:
-    if not _POSIX_NAME.match(value):
+    if not _POSIX_NAME.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid POSIX name: use 1-32 lower-case letters, digits, "
             "'_' or '-', starting with a letter or '_'"
@@ -140,7 +140,7 @@ def _check_share_path(value: str) -> str:
 
 
 def _check_ssh_key(value: str) -> str:
-    if not _SSH_KEY.match(value.strip()):
+    if not _SSH_KEY.fullmatch(value.strip()):
         raise ValueError(
             "not an OpenSSH public key: expected 'TYPE BASE64 [comment]' with TYPE such as "
             "ssh-ed25519 or ssh-rsa"
@@ -328,7 +328,7 @@ class Mailbox(Strict):
 
     @model_validator(mode="after")
     def _check_address(self) -> Mailbox:
-        if not _LOCAL_PART.match(self.local_part):
+        if not _LOCAL_PART.fullmatch(self.local_part):
             raise ValueError(f"{self.address!r}: local part is not a valid mail local part")
         _check_domain(self.domain)
         return self
@@ -501,7 +501,7 @@ def kind_for_path(path: str) -> str | None:
     if path == GROUPS_FILE:
         return "Groups"
     directory, _, name = path.rpartition("/")
-    if directory == APPLIANCES_DIR and name.endswith(".yaml") and _OBJECT_NAME.match(name[:-5]):
+    if directory == APPLIANCES_DIR and name.endswith(".yaml") and _OBJECT_NAME.fullmatch(name[:-5]):
         return "Appliance"
     return None
 

@@ -36,8 +36,8 @@ class Migration:
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Migrations in ``directory``, ordered by number; duplicate numbers are an error."""
-    found = sorted(p for p in directory.iterdir() if _NAME.match(p.name))
-    numbers = [_NAME.match(p.name).group(1) for p in found]  # type: ignore[union-attr]
+    found = sorted(p for p in directory.iterdir() if _NAME.fullmatch(p.name))
+    numbers = [_NAME.fullmatch(p.name).group(1) for p in found]  # type: ignore[union-attr]
     if len(set(numbers)) != len(numbers):
         raise ConflictError(f"two migrations share a number in {directory}")
     return [Migration(p.name, p.read_text(encoding="utf-8")) for p in found]

@@ -243,7 +243,7 @@ def _parse_txt(data: str) -> str:
 
 def canonical_address(text: str) -> str:
     """An IPv4 or IPv6 address in its canonical text form (the C library's, both sides)."""
-    if _CANONICAL_IPV4.match(text):
+    if _CANONICAL_IPV4.fullmatch(text):
         return text
     family = socket.AF_INET6 if ":" in text else socket.AF_INET
     try:

@@ -197,7 +197,7 @@ class Backoff:
 
 def check_key(key: str) -> tuple[str, str]:
     """``tenant/appliance`` -> ``(tenant, appliance)``; anything else is refused."""
-    match = _KEY.match(key)
+    match = _KEY.fullmatch(key)
     if match is None:
         raise InvalidInputError(f"queue key {key!r} is not 'tenant/appliance'")
     return match.group(1), match.group(2)

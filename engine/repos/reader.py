@@ -75,10 +75,10 @@ def _commit(repo: pygit2.Repository, commit_id: str) -> pygit2.Commit:
 
 def resolve_revision(repo: pygit2.Repository, rev: str) -> str:
     """A full commit id or ``refs/heads/<name>`` to a commit id; nothing else is accepted."""
-    if _COMMIT_ID.match(rev):
+    if _COMMIT_ID.fullmatch(rev):
         _commit(repo, rev)
         return rev
-    if _BRANCH.match(rev):
+    if _BRANCH.fullmatch(rev):
         ref = repo.references.get(rev)
         if ref is None:
             raise RevisionError(f"branch {rev} does not exist")
@@ -210,7 +210,7 @@ class SnapshotReader:
     def load(self, repo: pygit2.Repository, commit_id: str, *, tenant: str | None = None
              ) -> DesiredSnapshot:
         """The validated snapshot at ``commit_id``; raises ``ConfigError`` listing every issue."""
-        if not _COMMIT_ID.match(commit_id):
+        if not _COMMIT_ID.fullmatch(commit_id):
             raise RevisionError(f"{commit_id!r} is not a full commit id")
         tenant_name = tenant or Path(repo.path.rstrip("/")).name.removesuffix(".git")
         key = (repo.path, commit_id)

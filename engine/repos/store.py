@@ -32,7 +32,7 @@ MAIN = "refs/heads/main"
 
 
 def check_tenant_name(name: str) -> str:
-    if not TENANT_NAME.match(name):
+    if not TENANT_NAME.fullmatch(name):
         raise InvalidInputError(
             f"tenant name {name!r} must be 1-63 lower-case letters, digits or hyphens, "
             "not starting or ending with a hyphen"

@@ -126,3 +126,20 @@ async def test_disabled_user_stops_at_once(client, world) -> None:
     assert patch.status_code == 200 and patch.json()["disabled"] is True
     assert "password" not in patch.text
     assert (await client.get("/api/v1/tenants", headers=world.auth("operator"))).status_code == 401
+
+
+@pytest.mark.parametrize("body", [
+    {"username": "admin\u0000", "password": "whatever"},
+    {"username": "admin", "password": "pass\u0000word"},
+], ids=["username", "password"])
+async def test_a_nul_character_in_the_login_is_400_not_500(client, world, body) -> None:
+    response = await client.post("/api/v1/auth/token", json=body)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "NUL" in response.text
+
+
+async def test_a_tenant_name_no_tenant_can_have_is_404_for_an_admin(client, world) -> None:
+    for name in ("acme%00", "acme%0A"):
+        response = await client.get(f"/api/v1/tenants/{name}", headers=world.auth("admin"))
+        assert response.status_code == 404, (name, response.text)

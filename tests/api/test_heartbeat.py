@@ -242,3 +242,23 @@ async def test_write_batch_by_token_resolves_in_the_write(world) -> None:
             "SELECT sequence FROM observed_history ORDER BY sequence")] == [5, 6]
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("poison", [
+    {"facts": {"kernel": "6.1\u0000"}},
+    {"services": [{"name": "named\u0000", "status": "running"}]},
+    {"agent_version": "1.2\u0000"},
+    {"observed": {"users": {"users": [{"name": "ann\u0000", "uid": 1000}]}}},
+], ids=["fact", "service", "agent-version", "observed"])
+async def test_a_nul_character_is_400_and_does_not_fail_the_batch_it_would_join(
+        client, world, poison) -> None:
+    """PostgreSQL cannot store NUL; one such heartbeat must not fail its neighbours'."""
+    bad, good = await asyncio.gather(
+        client.post("/api/v1/heartbeat", json=beat(1) | poison, headers=world.auth("appliance")),
+        client.post("/api/v1/heartbeat", json=beat(1),
+                    headers={"Authorization": "Bearer "
+                             + world.appliance_tokens["globex/front-office"]}))
+    assert bad.status_code == 400, bad.text
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    assert good.status_code == 200, good.text
+    assert await _counts(world) == (1, 1)

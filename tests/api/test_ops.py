@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
 
 PROBLEM = "application/problem+json"
@@ -55,3 +57,34 @@ async def test_metrics_expose_http_and_hearth_counters(client, world) -> None:
     assert "hearth_http_requests_total" in text
     assert "hearth_heartbeats_accepted_total" in text
     assert "hearth_heartbeats_rejected_total" in text
+
+
+async def test_text_the_database_refuses_is_a_400_problem_from_any_route(settings) -> None:
+    """The backstop behind the models: PostgreSQL's own refusal of a NUL (text or jsonb)
+    becomes 400 problem details, with the statement (and so any write) undone."""
+    import asyncpg
+    from litestar import Litestar, post
+    from litestar.params import JSONBody, PathParameter
+    from litestar.testing import AsyncTestClient
+
+    from api.errors import EXCEPTION_HANDLERS
+
+    @post("/echo/{cast:str}")
+    async def echo(cast: Annotated[str, PathParameter()], data: JSONBody[dict[str, str]]) -> dict[str, str]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            value = data["v"] if cast == "text" else '{"v": "' + data["v"] + '"}'
+            sql = "SELECT $1::text" if cast == "text" else "SELECT ($1::text)::jsonb::text"
+            return {"v": await conn.fetchval(sql, value)}
+        finally:
+            await conn.close()
+
+    app = Litestar([echo], exception_handlers=EXCEPTION_HANDLERS)
+    async with AsyncTestClient(app=app) as client:
+        ok = await client.post("/echo/text", json={"v": "fine"})
+        assert ok.status_code == 201 and ok.json() == {"v": "fine"}
+        for cast, value in (("text", "a\u0000b"), ("jsonb", "a\\u0000b")):
+            refused = await client.post(f"/echo/{cast}", json={"v": value})
+            assert refused.status_code == 400, (cast, refused.text)
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert refused.json()["type"].endswith("/invalid-request")
