@@ -204,6 +204,11 @@ class User(Strict):
     state: Literal["present", "absent"] = "present"
     password: VaultValue | None = None
     """An ansible-vault encrypted crypt(3) hash (``mkpasswd -m sha-512``)."""
+    samba_password: VaultValue | None = None
+    """The user's password for file shares (SMB), ansible-vault encrypted. Samba keeps
+    its own password database (an NT hash that cannot be derived from the crypt hash
+    above), so a share user who should log on needs this; without it the account
+    exists with a random password nobody knows."""
 
 
 class Group(Strict):

@@ -60,7 +60,9 @@ class DiffItem(BaseModel):
     remove, a field value for modify); ``None`` where there is nothing.
     ``reason`` is short and stable: ``missing``, ``differs``, ``absent``
     (the YAML says ``state: absent``), ``pruned`` (no longer in the YAML),
-    ``renewal due``, ``not running`` or ``extra``.
+    ``renewal due``, ``not running``, ``secret changed`` (a vault value in git differs
+    from the one last applied; ``before``/``after`` are then fingerprints, never the
+    secret) or ``extra``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -183,17 +185,22 @@ class Inventory(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     managed: dict[Domain, frozenset[ObjectKey]] = {}
+    secrets: dict[str, str] = {}
+    """Which vault value was last applied, per secret (``users/users/alice/password``):
+    a fingerprint of the ciphertext (``engine.planning.plan.secret_fingerprint``), never
+    the secret. Heartbeats never report passwords, so this is how a password changed in
+    git is known to be pending."""
 
     def keys(self, domain: str) -> frozenset[ObjectKey]:
         return self.managed.get(domain, frozenset())  # type: ignore[call-overload]
 
     @classmethod
-    def of(cls, managed: dict[str, Any]) -> Inventory:
+    def of(cls, managed: dict[str, Any], secrets: dict[str, str] | None = None) -> Inventory:
         """From ``{domain: iterable of keys}``, dropping empty domains."""
         return cls(managed={
             domain: frozenset(tuple(key) for key in keys)
             for domain, keys in managed.items() if keys
-        })
+        }, secrets=secrets or {})
 
 
 EMPTY_INVENTORY = Inventory()

@@ -17,10 +17,18 @@ Hearth manages what the YAML lists, plus whatever it created and could not or
 may not remove yet: removals that failed go back in (Flux ``pruneSurvivors``)
 and so do managed extras left because pruning is off, so that turning prune
 on later still removes them. Keys of objects no longer on the box drop out.
+
+Secrets (a user's password, a Samba password) are never reported by heartbeats,
+so they cannot be diffed against the box. Instead the inventory remembers a
+fingerprint of the vault value last applied (``Inventory.secrets``); a vault value
+in git that differs is a ``modify`` item with reason ``secret changed`` whose
+before and after are fingerprints. A password changed by hand on the box is
+therefore not seen (nor undone until the next run); one changed in git is.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,12 +36,73 @@ from engine.planning.diff import diff_domain
 from engine.planning.normalize import CanonicalState, normalize_desired, normalize_observed
 from schemas.config import DesiredAppliance, Policies
 from schemas.heartbeat import ObservedState
-from schemas.plan import DOMAIN_ORDER, DiffItem, Inventory, ObjectKey, Plan
+from schemas.plan import DOMAIN_ORDER, DiffItem, Domain, Inventory, ObjectKey, Plan
 
 
 def appliance_key(desired: DesiredAppliance) -> str:
     """``tenant/appliance``: the key of queues, locks and plans."""
     return f"{desired.tenant}/{desired.name}"
+
+
+SECRET_CHANGED = "secret changed"  # noqa: S105 (a reason, not a secret)
+
+
+def secret_fingerprint(ciphertext: str) -> str:
+    """Names a vault value without revealing it: a digest of the ciphertext, which is in
+    git anyway. Re-encrypting the same password gives a new fingerprint (one extra,
+    idempotent run)."""
+    return hashlib.sha256(ciphertext.strip().encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredSecret:
+    domain: Domain
+    path: ObjectKey
+    fingerprint: str
+
+    @property
+    def key(self) -> str:
+        """The ``Inventory.secrets`` key, e.g. ``users/users/alice/password``."""
+        return "/".join((self.domain, *self.path))
+
+
+def samba_account_names(desired: DesiredAppliance) -> list[str]:
+    """Users who need a Samba account: named by a share, in a share's group, or all of
+    the appliance's users when some share is open to every account."""
+    if desired.samba is None:
+        return []
+    present = [u for u in desired.users.users if u.state == "present"]
+    names: set[str] = set()
+    for share in desired.samba.shares:
+        if not share.valid_users and not share.valid_groups and not share.guest_ok:
+            names |= {u.name for u in present}
+        names |= set(share.valid_users)
+        names |= {u.name for u in present if set(u.groups) & set(share.valid_groups)}
+    return sorted(names & {u.name for u in present})
+
+
+def desired_secrets(desired: DesiredAppliance) -> list[DesiredSecret]:
+    """The vault values this appliance's run applies, each where the plan names it."""
+    out = [DesiredSecret("users", ("users", u.name, "password"), secret_fingerprint(u.password))
+           for u in desired.users.users if u.state == "present" and u.password]
+    by_name = {u.name: u for u in desired.users.users}
+    for name in samba_account_names(desired):
+        secret = by_name[name].samba_password
+        if secret:
+            out.append(DesiredSecret("samba", ("accounts", name, "password"),
+                                     secret_fingerprint(secret)))
+    return out
+
+
+def _secret_items(desired: DesiredAppliance, inventory: Inventory) -> list[DiffItem]:
+    items = []
+    for secret in desired_secrets(desired):
+        applied = inventory.secrets.get(secret.key)
+        if applied != secret.fingerprint:
+            items.append(DiffItem(domain=secret.domain, operation="modify", path=secret.path,
+                                  before=applied, after=secret.fingerprint,
+                                  reason=SECRET_CHANGED))
+    return items
 
 
 def build_plan(
@@ -45,8 +114,13 @@ def build_plan(
     revision: str,
     now: datetime,
     desired_canonical: CanonicalState | None = None,
+    secrets: bool = True,
 ) -> Plan:
-    """What must change on the appliance for it to match ``desired`` at ``revision``."""
+    """What must change on the appliance for it to match ``desired`` at ``revision``.
+
+    ``secrets=False`` leaves out pending vault values (for a caller that has no stored
+    inventory, such as the heartbeat trigger: a heartbeat cannot tell a password anyway).
+    """
     want = desired_canonical if desired_canonical is not None else normalize_desired(desired)
     have = normalize_observed(observed)
     items: list[DiffItem] = []
@@ -61,6 +135,8 @@ def build_plan(
         )
         items += domain_items
         extras += domain_extras
+    if secrets:
+        items += _secret_items(desired, inventory)
     return Plan.of(appliance=appliance_key(desired), revision=revision, items=items,
                    extras=extras)
 
@@ -104,4 +180,22 @@ def next_inventory(
             managed[item.domain].add(item.path)
     for extra in plan.pending_prune:
         managed[extra.domain].add(extra.path)
-    return Inventory.of(managed)
+    return Inventory.of(managed, _next_secrets(previous, desired, result))
+
+
+def _next_secrets(previous: Inventory, desired: DesiredAppliance,
+                  result: ApplyResult | None) -> dict[str, str]:
+    """After a run, the fingerprints it applied; a domain that failed (or a plan that did
+    not run) keeps what was applied before."""
+    secrets = dict(previous.secrets)
+    wanted = desired_secrets(desired)
+    wanted_keys = {s.key for s in wanted}
+    for key in list(secrets):  # secrets no longer in the YAML are no longer tracked
+        if key not in wanted_keys:
+            del secrets[key]
+    if result is None:
+        return secrets
+    for secret in wanted:
+        if secret.domain not in result.failed_domains:
+            secrets[secret.key] = secret.fingerprint
+    return secrets

@@ -231,7 +231,7 @@ class HeartbeatTrigger:
             canonical = self._canonical[key] = normalize_desired(desired)
         plan = build_plan(desired=desired, observed=observed, inventory=Inventory(),
                           policy=desired.policies, revision=head, now=datetime.now(UTC),
-                          desired_canonical=canonical)
+                          desired_canonical=canonical, secrets=False)
         return not plan.empty
 
     async def observe(self, tenant: str, name: str, observed: ObservedState, *,

@@ -78,6 +78,48 @@ def test_commit_adding_a_user_runs_only_the_affected_appliance(fleet: Fleet) -> 
     assert all(r["revision"] == new and r["status"] == "succeeded" for r in runs), runs
 
 
+NEW_HASH = ("$6$hearthe2e$hjZv7yWFbH68laQuWpBuzkGiu13lK8UBcuK635pYT992wHeHI1Tb0N4z3LGctU9Tzwk"
+            "K/PhO7w4YlZw3XaY770")  # openssl passwd -6 -salt hearthe2e new-secret-42
+
+
+def _shadow_hash(fleet: Fleet, root: str, user: str) -> str:
+    for line in (fleet.roots[root] / "etc/shadow").read_text().splitlines():
+        if line.startswith(user + ":"):
+            return line.split(":")[1]
+    raise AssertionError(f"{user} not in {root}'s /etc/shadow")
+
+
+def test_a_password_changed_in_git_reaches_the_box(fleet: Fleet) -> None:
+    """Heartbeats never carry passwords: the plan knows the new vault value is pending
+    from the fingerprint of the one last applied."""
+    import re
+
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    from tests.e2e.conftest import VAULT_PASSWORD
+
+    assert _shadow_hash(fleet, "front-office", "skim") != NEW_HASH
+    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
+    block = "".join(f"        {line}\n"
+                    for line in vault.encrypt(NEW_HASH.encode()).decode().splitlines())
+    users, count = re.subn(r"(    - name: skim\n(?:      (?!password:).*\n)*)      password: \|\n"
+                           r"(?:        .*\n)+", lambda m: m.group(1) + "      password: |\n"
+                           + block, fleet.read("users.yaml"))
+    assert count == 1
+    before = _last_run_id(fleet)
+    new = fleet.commit({"users.yaml": users.encode()}, "Reset Sarah Kim's password")
+    fleet.wait_for(lambda: all(fleet.converged(n, new) for n in fleet.roots),
+                   timeout=CONVERGE_TIMEOUT, what="Synced after the password change")
+    for name in fleet.roots:
+        assert _shadow_hash(fleet, name, "skim") == NEW_HASH, name
+    runs = _runs_after(fleet, before)
+    assert runs and all(r["status"] == "succeeded" for r in runs), runs
+    leaked = fleet.sql("""SELECT count(*) AS n FROM run_events e JOIN reconcile_runs r
+                            ON r.id = e.run_id WHERE r.id > $1 AND (e.data::text LIKE $2
+                            OR r.plan::text LIKE $2)""", before, "%hearthe2e%")
+    assert leaked == [{"n": 0}]  # neither the hash nor its salt is in events or plans
+
+
 def test_drift_is_healed_when_self_heal_is_on(fleet: Fleet) -> None:
     before = _last_run_id(fleet)
     subprocess.run(["chroot", str(fleet.roots["front-office"]), "userdel", "zoe"], check=True)
