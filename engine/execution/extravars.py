@@ -23,8 +23,9 @@ Three rules hold here rather than in the playbooks:
   YAML's ``!unsafe`` tag (see ``workspace.py``), because ansible-core 2.19 treats
   an ``-e @file`` extravars file as *trusted* template text. Any key starting
   with ``ansible_`` anywhere in the result is refused (``InvalidInputError``).
-* **Secrets stay out of the data.** Password hashes and the agent token go under
-  ``secrets`` of each appliance; the tasks that read them set ``no_log``.
+* **Secrets stay out of the data.** Password hashes, Samba passwords (with their
+  NT hashes) and the agent token go under ``secrets`` of each appliance; the
+  module parameters that read them are ``no_log``.
 """
 
 from __future__ import annotations
@@ -34,12 +35,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from Crypto.Hash import MD4
+
 from engine.errors import InvalidInputError
 from schemas.config import DesiredAppliance, Share, Zone
 
 NAMESPACE = "hearth"
 ANSIBLE_PREFIX = "ansible_"
 TLS_DIR = "/etc/hearth/tls"
+SAMBA_PASSWORD_MAX_BYTES = 254
+"""Samba's ``pdbedit -t`` and ``smbpasswd -s`` read a password from stdin with ``fgets`` into
+a 256-byte buffer: 254 bytes of UTF-8 and the newline. A longer one fails on the box with
+"Mismatch - password unchanged" (measured on the appliance image), so it is refused here."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class Secrets:
 
     password_hashes: dict[str, str] = field(default_factory=dict)
     """crypt(3) hashes by user name (the decrypted ``User.password`` vault values)."""
+    samba_passwords: dict[str, str] = field(default_factory=dict)
+    """Plain SMB passwords by user name (the decrypted ``User.samba_password`` vault values)."""
     agent_token: str | None = None
     """The appliance's API token; None keeps the token file already on the box."""
 
@@ -110,6 +119,49 @@ def password_hashes(desired: DesiredAppliance, decrypt: Callable[[str], str]) ->
                 )
             out[user.name] = hashed
     return out
+
+
+def samba_passwords(desired: DesiredAppliance, decrypt: Callable[[str], str]) -> dict[str, str]:
+    """User name -> plain SMB password for every user who needs a Samba account on this
+    appliance (``_samba_accounts``) and has a vault ``samba_password``.
+
+    The value is refused, naming the user and never the value, when Samba's tools could not
+    take it on stdin as it is: empty, with a line break or NUL, or over
+    ``SAMBA_PASSWORD_MAX_BYTES``.
+    """
+    if desired.samba is None:
+        return {}
+    by_name = {u.name: u for u in desired.users.users}
+    out = {}
+    for name in _samba_accounts(desired):
+        secret = by_name[name].samba_password
+        if secret is None:
+            continue
+        password = decrypt(secret)
+        problem = _samba_password_problem(password)
+        if problem:
+            raise InvalidInputError(f"user {name!r}: the samba_password vault value {problem}")
+        out[name] = password
+    return out
+
+
+def _samba_password_problem(password: str) -> str | None:
+    if not password:
+        return "is empty"
+    if any(char in password for char in "\n\r\0"):
+        return "holds a line break or NUL"
+    if len(password.encode()) > SAMBA_PASSWORD_MAX_BYTES:
+        return f"is longer than Samba takes ({SAMBA_PASSWORD_MAX_BYTES} bytes of UTF-8)"
+    return None
+
+
+def nt_hash(password: str) -> str:
+    """Samba's NT hash of a password: MD4 of its UTF-16LE form, in lower-case hex.
+
+    Computed here, not on the box: hashlib has no MD4 under OpenSSL 3, so the module
+    (stdlib only) compares the hash it is given with what ``pdbedit -L -w`` lists.
+    """
+    return MD4.new(password.encode("utf-16-le")).hexdigest()  # noqa: S303 - the NT hash is MD4
 
 
 # --------------------------------------------------------------------------- #
@@ -477,6 +529,8 @@ def appliance_vars(
         "secrets": {
             "password_hashes": [{"name": k, "hash": v}
                                 for k, v in sorted(secrets.password_hashes.items())],
+            "samba_accounts": [{"name": k, "password": v, "nt_hash": nt_hash(v)}
+                               for k, v in sorted(secrets.samba_passwords.items())],
             "agent_token": secrets.agent_token,
         },
     }

@@ -62,6 +62,7 @@ from engine.execution.extravars import (
     decrypt_vault_value,
     managed_inventory,
     password_hashes,
+    samba_passwords,
 )
 from engine.execution.workspace import Target
 from engine.planning.health import HeartbeatSummary, RunSummary, StatusInputs, status_after
@@ -334,13 +335,17 @@ class Reconciler:
         hashes = await asyncio.to_thread(
             password_hashes, member.desired,
             lambda value: decrypt_vault_value(value, self.settings.ansible_vault_password))
+        smb_passwords = await asyncio.to_thread(
+            samba_passwords, member.desired,
+            lambda value: decrypt_vault_value(value, self.settings.ansible_vault_password))
         token = None
         if member.observed is None:
             # Never heard from: bootstrap the agent with a fresh token (shown to nobody else).
             token = await appliance_db.rotate_token(conn, appliance_id=member.id,
                                                     secret_key=self.settings.secret_key)
         return appliance_vars(member.desired, previous=member.ansible_inventory,
-                              secrets=Secrets(password_hashes=hashes, agent_token=token),
+                              secrets=Secrets(password_hashes=hashes,
+                                              samba_passwords=smb_passwords, agent_token=token),
                               api_url=self.settings.api_url, revision=revision,
                               agent_interval_seconds=int(self.heartbeat_interval.total_seconds()))
 
