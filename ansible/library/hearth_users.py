@@ -31,8 +31,20 @@ options:
   groups: {type: list, elements: dict, default: []}
   remove_users: {type: list, elements: str, default: []}
   remove_groups: {type: list, elements: str, default: []}
-  password_hashes: {type: list, elements: dict, default: [], no_log: true}
+  password_hashes:
+    type: list
+    elements: dict
+    default: []
+    description: name and hash (hash is no_log)
 """
+
+# no_log on the hash only, not on the whole list: Ansible masks every string of a
+# no_log value wherever it appears in the result, so the user names in the change
+# messages would read "********".
+HASH_OPTIONS = {
+    "name": {"type": "str", "required": True},
+    "hash": {"type": "str", "required": True, "no_log": True},
+}
 
 
 def read_db(path):
@@ -160,7 +172,7 @@ def main():
             "remove_users": {"type": "list", "elements": "str", "default": []},
             "remove_groups": {"type": "list", "elements": "str", "default": []},
             "password_hashes": {"type": "list", "elements": "dict", "default": [],
-                                "no_log": True},
+                                "options": HASH_OPTIONS},
         },
         supports_check_mode=True,
     )

@@ -38,6 +38,7 @@ from typing import Any
 from Crypto.Hash import MD4
 
 from engine.errors import InvalidInputError
+from engine.planning.plan import samba_account_names
 from schemas.config import DesiredAppliance, Share, Zone
 
 NAMESPACE = "hearth"
@@ -103,7 +104,10 @@ def decrypt_vault_value(value: str, password: str) -> str:
         plain = vault.decrypt(value.strip().encode())
     except AnsibleVaultError as exc:
         raise InvalidInputError(f"cannot decrypt a vault value: {exc}") from None
-    return plain.decode().strip()
+    try:
+        return plain.decode().strip()
+    except UnicodeDecodeError:
+        raise InvalidInputError("a vault value decrypts to bytes that are not UTF-8 text") from None
 
 
 def password_hashes(desired: DesiredAppliance, decrypt: Callable[[str], str]) -> dict[str, str]:
@@ -123,7 +127,7 @@ def password_hashes(desired: DesiredAppliance, decrypt: Callable[[str], str]) ->
 
 def samba_passwords(desired: DesiredAppliance, decrypt: Callable[[str], str]) -> dict[str, str]:
     """User name -> plain SMB password for every user who needs a Samba account on this
-    appliance (``_samba_accounts``) and has a vault ``samba_password``.
+    appliance (``samba_account_names``) and has a vault ``samba_password``.
 
     The value is refused, naming the user and never the value, when Samba's tools could not
     take it on stdin as it is: empty, with a line break or NUL, or over
@@ -133,7 +137,7 @@ def samba_passwords(desired: DesiredAppliance, decrypt: Callable[[str], str]) ->
         return {}
     by_name = {u.name: u for u in desired.users.users}
     out = {}
-    for name in _samba_accounts(desired):
+    for name in samba_account_names(desired):
         secret = by_name[name].samba_password
         if secret is None:
             continue
@@ -308,20 +312,6 @@ def share_directory(share: dict[str, Any]) -> dict[str, Any]:
     return {"path": share["path"], "owner": "root", "group": group, "mode": mode}
 
 
-def _samba_accounts(desired: DesiredAppliance) -> list[str]:
-    """Users who need a Samba account: named by a share, in a share's group, or all of
-    the appliance's users when some share is open to every account."""
-    assert desired.samba is not None
-    present = [u for u in desired.users.users if u.state == "present"]
-    names: set[str] = set()
-    for share in desired.samba.shares:
-        if not share.valid_users and not share.valid_groups and not share.guest_ok:
-            names |= {u.name for u in present}
-        names |= set(share.valid_users)
-        names |= {u.name for u in present if set(u.groups) & set(share.valid_groups)}
-    return sorted(names & {u.name for u in present})
-
-
 def _samba(desired: DesiredAppliance, previous: ManagedInventory, prune: bool,
            orphans: dict[str, list[Any]], certificates: dict[str, dict[str, Any]]
            ) -> dict[str, Any] | None:
@@ -333,7 +323,7 @@ def _samba(desired: DesiredAppliance, previous: ManagedInventory, prune: bool,
     if gone and not prune:
         orphans["shares"] = sorted(s["name"] for s in gone)
         shares += [_share(s) for s in gone]
-    accounts = _samba_accounts(desired)
+    accounts = samba_account_names(desired)
     gone_accounts = sorted(set(previous.samba_accounts) - set(accounts))
     if gone_accounts and not prune:
         orphans["samba_accounts"] = gone_accounts
@@ -464,7 +454,7 @@ def managed_inventory(desired: DesiredAppliance, previous: ManagedInventory | No
         for a in desired.mail.aliases:
             mail[a.address.lower()] = {"address": a.address.lower(),
                                        "destinations": [d.lower() for d in a.destinations]}
-    accounts = set(_samba_accounts(desired)) if desired.samba else set()
+    accounts = set(samba_account_names(desired)) if desired.samba else set()
     certs = set(_certificates(desired)) if desired.ca else set()
     if not prune:
         users |= set(previous.users) - absent

@@ -4,8 +4,9 @@ Tenant repos are untrusted input. The loader builds values with libyaml
 (``CSafeLoader``) and a constructor that enforces the rules as it goes:
 
 - only the core scalar tags (str, int, float, bool, null) and plain maps and
-  sequences; any other tag (``!!python/object``, ``!vault``, ``!!binary``...)
-  is rejected;
+  sequences, plus ``!vault`` on a scalar holding an ansible-vault value (what
+  ``ansible-vault encrypt_string`` prints; it loads as that text); any other tag
+  (``!!python/object``, ``!!binary``...) is rejected;
 - a node reached twice (an alias) is rejected, so an alias bomb costs one
   node visit, not a billion;
 - duplicate keys are rejected naming both lines;
@@ -35,6 +36,8 @@ _STR, _INT, _FLOAT, _BOOL, _NULL = (_CORE + t for t in ("str", "int", "float", "
 _MAP, _SEQ, _TIMESTAMP = _CORE + "map", _CORE + "seq", _CORE + "timestamp"
 
 _SAFE_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _MAP, _SEQ, _TIMESTAMP})
+_VAULT_TAG = "!vault"
+_VAULT_PREFIX = "$ANSIBLE_VAULT;"
 
 
 class YamlError(Exception):
@@ -81,10 +84,19 @@ class _TenantLoader(yaml.CSafeLoader):
         if self.node_count > MAX_NODES:
             raise _Refused(problem=f"document has more than {MAX_NODES} values",
                            problem_mark=node.start_mark)
+        if node.tag == _VAULT_TAG:
+            return self._vault(node)
         if node.tag not in _SAFE_TAGS:
             raise _Refused(problem=f"tag {node.tag!r} is not allowed in tenant documents",
                            problem_mark=node.start_mark)
         return super().construct_object(node, deep)
+
+    def _vault(self, node: Node) -> str:
+        if not isinstance(node, ScalarNode) or not node.value.lstrip().startswith(_VAULT_PREFIX):
+            raise _Refused(problem="!vault must tag an ansible-vault value ('$ANSIBLE_VAULT;"
+                                   "1.1;AES256' and its lines)", problem_mark=node.start_mark)
+        self.constructed_objects[node] = node.value
+        return node.value
 
     def construct_yaml_timestamp(self, node: ScalarNode) -> str:
         return node.value  # dates stay text; the schema decides what they mean

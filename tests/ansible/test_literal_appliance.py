@@ -101,6 +101,10 @@ def test_password_hash_from_vault_is_set(state: dict[str, Any]) -> None:
     assert entry.split(":")[1] == PASSWORD_HASH
     bob = next(line for line in shadow if line.startswith("bob:"))
     assert bob.split(":")[1].startswith("!")  # no password given: locked
+    # the hash is masked in the result, the user's name is not
+    (users,) = [e for e in state["last"].events if e["task"] == "Users and groups"
+                and e["event"] != "runner_on_skipped"]
+    assert "user alice password set" in users["changes"], users["changes"]
 
 
 def test_secrets_reach_the_box_but_not_the_run_record(state: dict[str, Any]) -> None:

@@ -67,13 +67,13 @@ def state(clone, executor: AnsibleExecutor) -> dict[str, Any]:
 
 
 def _run(state: dict[str, Any], desired: DesiredAppliance, *, playbook: str = "samba",
-         check: bool = False) -> RunResult:
+         check: bool = False, domains: list[str] | None = None) -> RunResult:
     secrets = Secrets(samba_passwords=samba_passwords(
         desired, lambda v: decrypt_vault_value(v, VAULT_PASSWORD)))
     extravars = build_extravars([appliance_vars(desired, secrets=secrets)])
     result = state["executor"].run(run_id=f"smbpw-{next(_run_ids)}", extravars=extravars,
                                    targets=[Target(name=NAME, root=state["root"])],
-                                   playbook=playbook, check=check)
+                                   playbook=playbook, check=check, domains=domains)
     assert result.succeeded, result.events
     state["results"].append(result)
     return result
@@ -89,7 +89,10 @@ def _nt_hashes(root: Path) -> dict[str, str]:
 
 
 def _task(result: RunResult) -> dict[str, Any]:
-    (event,) = [e for e in result.events if e["task"] == TASK]
+    # site.yml names the samba role's task (skipped there: its last play does the work)
+    # and the last play's task alike
+    (event,) = [e for e in result.events
+                if e["task"] == TASK and e["event"] != "runner_on_skipped"]
     return event
 
 
@@ -137,11 +140,23 @@ def test_changed_password_is_set(state: dict[str, Any]) -> None:
     assert again.hosts[NAME].changed == 0
 
 
+THIRD = "alice-third-via-site-yml"
+
+
+def test_the_engines_path_site_yml_sets_a_changed_password(state: dict[str, Any]) -> None:
+    """The reconciler runs site.yml with the changed domains as tags, not samba.yml."""
+    result = _run(state, _desired(alice=THIRD, bob=BOB), playbook="site", domains=["samba"])
+    assert _nt_hashes(state["root"])["alice"] == nt_hash(THIRD).upper()
+    assert _task(result)["changes"] == ["samba password of alice set"]
+    again = _run(state, _desired(alice=THIRD, bob=BOB), playbook="site", domains=["samba"])
+    assert not _task(again)["changed"]
+
+
 def test_no_password_or_hash_in_events_or_run_files(state: dict[str, Any]) -> None:
     results: list[RunResult] = state["results"]
-    assert len(results) == 6, "runs the tests above made"
+    assert len(results) == 8, "runs the tests above made"
     # Each password as it is and JSON-escaped (how a leak into an event file would read).
-    secrets = [s for password in (FIRST, SECOND, BOB)
+    secrets = [s for password in (FIRST, SECOND, THIRD, BOB)
                for s in (password, json.dumps(password)[1:-1], nt_hash(password),
                          nt_hash(password).upper())]
     events = json.dumps([r.events for r in results], ensure_ascii=False)

@@ -138,6 +138,15 @@ def test_a_value_that_does_not_decrypt_is_refused() -> None:
         samba_passwords(desired, lambda value: decrypt_vault_value(value, "wrong-password"))
 
 
+def test_a_value_that_decrypts_to_non_utf8_bytes_is_refused() -> None:
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
+    value = vault.encrypt(b"\xff\xfe not text").decode()
+    with pytest.raises(InvalidInputError, match="not UTF-8"):
+        decrypt_vault_value(value, VAULT_PASSWORD)
+
+
 def _strings(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [s for k, v in value.items() for s in (k, *_strings(v))]

@@ -112,3 +112,19 @@ def test_all_issues_of_a_commit_are_reported_at_once(make_tenant_repo, tmp_path:
     assert result.returncode == 1
     assert "appliances/one.yaml:7:3: unknown field 'color'" in result.stdout
     assert "appliances/two.yaml:7:3: unknown field 'color'" in result.stdout
+
+
+def test_the_example_repos_schemas_are_the_current_export(tmp_path: Path,
+                                                          example_repo_dir: Path) -> None:
+    """The files editors validate against (``# yaml-language-server: $schema=``) must not
+    lag behind the models: regenerate with ``hearth schema export example-config-repo/.schemas``."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "engine.cli", "schema", "export", str(tmp_path)],
+                   check=True, capture_output=True)
+    committed = example_repo_dir / ".schemas"
+    exported = sorted(p.name for p in tmp_path.iterdir())
+    assert exported == sorted(p.name for p in committed.iterdir())
+    for name in exported:
+        assert (tmp_path / name).read_text() == (committed / name).read_text(), name

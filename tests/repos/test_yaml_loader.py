@@ -9,7 +9,9 @@ from engine.repos.yaml_loader import MAX_DEPTH, YamlError, load_yaml, locate
     ("text", "where", "words"),
     [
         pytest.param("a: 1\nb: 2\na: 3\n", (3, 1), "lines 1 and 3", id="duplicate-key"),
-        pytest.param("a: !vault |\n  x\n", (1, 4), "not allowed", id="vault-tag"),
+        pytest.param("a: !vault |\n  x\n", (1, 4), "ansible-vault value", id="vault-not-vault"),
+        pytest.param("a: !vault [1]\n", (1, 4), "ansible-vault value", id="vault-on-a-list"),
+        pytest.param("a: !secret x\n", (1, 4), "not allowed", id="other-tag"),
         pytest.param("a: !!binary aGk=\n", (1, 4), "not allowed", id="binary"),
         pytest.param("a: &x 1\nb: *x\n", (2, 1), "aliases", id="alias"),
         pytest.param("base: &b {x: 1}\nc:\n  <<: *b\n", (3, 3), "merge", id="merge-key"),
@@ -25,6 +27,14 @@ def test_rejections_name_line_and_column(text: str, where: tuple[int, int], word
     issue = info.value.issue
     assert (issue.file, issue.line, issue.column) == ("x.yaml", *where)
     assert words in issue.message
+
+
+def test_vault_tag_as_ansible_vault_prints_it_loads_as_its_text() -> None:
+    text = ("password: !vault |\n          $ANSIBLE_VAULT;1.1;AES256\n          6162\n"
+            "other: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6364\n")
+    assert load_yaml(text, file="x").data == {
+        "password": "$ANSIBLE_VAULT;1.1;AES256\n6162\n",
+        "other": "$ANSIBLE_VAULT;1.1;AES256\n6364\n"}
 
 
 def test_scalars_follow_yaml_core_rules() -> None:
