@@ -92,6 +92,11 @@ def test_services_own_checkers_pass(example: dict[str, Any], name: str) -> None:
     assert "Loaded services file OK." in testparm.stderr
     in_root(root, "named-checkconf", "-z", "/etc/bind/named.conf")
     in_root(root, "postfix", "check")
+    dovecot = in_root(root, "doveconf", "-n").stdout
+    assert "protocols = imap" in dovecot
+    cert = next(c for c in example["desired"][name].pki.certificates if "mail" in c.consumers)
+    assert f"ssl_cert = </etc/hearth/tls/{cert.name}" in dovecot
+    assert "ssl = required" in dovecot
     for zone in example["desired"][name].dns.zones:
         in_root(root, "named-checkzone", zone.name, f"/etc/bind/hearth/db.{zone.name}")
 
