@@ -28,6 +28,7 @@ therefore not seen (nor undone until the next run); one changed in git is.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +48,7 @@ def appliance_key(desired: DesiredAppliance) -> str:
 SECRET_CHANGED = "secret changed"  # noqa: S105 (a reason, not a secret)
 
 
+@functools.lru_cache(maxsize=65536)
 def secret_fingerprint(ciphertext: str) -> str:
     """Names a vault value without revealing it: a digest of the ciphertext, which is in
     git anyway. Re-encrypting the same password gives a new fingerprint (one extra,
@@ -85,6 +87,8 @@ def desired_secrets(desired: DesiredAppliance) -> list[DesiredSecret]:
     """The vault values this appliance's run applies, each where the plan names it."""
     out = [DesiredSecret("users", ("users", u.name, "password"), secret_fingerprint(u.password))
            for u in desired.users.users if u.state == "present" and u.password]
+    if desired.samba is None or not any(u.samba_password for u in desired.users.users):
+        return out
     by_name = {u.name: u for u in desired.users.users}
     for name in samba_account_names(desired):
         secret = by_name[name].samba_password
