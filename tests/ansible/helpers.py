@@ -16,6 +16,17 @@ from typing import Any
 from engine.execution.extravars import record_data
 from schemas.config import DesiredAppliance
 
+VAULT_PASSWORD = "test-vault-password-0123"
+"""The vault password of the Ansible tests' desired state."""
+
+
+def vault(plain: str | bytes) -> str:
+    """``plain`` encrypted as ``ansible-vault encrypt_string`` would, with VAULT_PASSWORD."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    data = plain.encode() if isinstance(plain, str) else plain
+    return VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))]).encrypt(data).decode()
+
 
 def in_root(root: Path, *argv: str, check: bool = True,
             stdin: str | None = None) -> subprocess.CompletedProcess[str]:

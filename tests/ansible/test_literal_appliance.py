@@ -27,11 +27,10 @@ from .desired import (
     INJECTED_TXT,
     appliance_data,
 )
-from .helpers import agent_report, in_root, mismatches
+from .helpers import VAULT_PASSWORD, agent_report, in_root, mismatches, vault
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-VAULT_PASSWORD = "test-vault-password-0123"
 PASSWORD_HASH = ("$6$hearthtestsalt$jYWBH4WBPIn/kywDpq0Z2r798naufE5X58azUvILBlYjKdaWDaWVpa0q0"
                  "3x2MJ.NQA5fx1fvAuoWPmlQveE6J/")
 NAME = "literal-1"
@@ -39,17 +38,11 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 AGENT_TOKEN = "hearth-appliance-token-do-not-log-0123456789"
 
 
-def _vault(text: str) -> str:
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
-    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
-    return vault.encrypt(text.encode()).decode()
-
 
 def _desired(*, prune: bool = False, drop_bob: bool = False,
              drop_scratch: bool = False) -> DesiredAppliance:
     data = appliance_data(NAME, prune=prune)
-    data["users"]["users"][0]["password"] = _vault(PASSWORD_HASH)
+    data["users"]["users"][0]["password"] = vault(PASSWORD_HASH)
     if drop_bob:
         data["users"]["users"][1]["state"] = "absent"
         data["samba"]["shares"] = [s for s in data["samba"]["shares"] if s["name"] != "scratch"]

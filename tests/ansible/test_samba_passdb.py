@@ -30,11 +30,10 @@ from engine.execution.workspace import Target
 from schemas.config import DesiredAppliance
 
 from .desired import appliance_data
-from .helpers import in_root
+from .helpers import VAULT_PASSWORD, in_root, vault
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-VAULT_PASSWORD = "test-vault-password-0123"
 NAME = "smbpw-1"
 TASK = "Samba accounts of share users"
 FIRST = "Alice's 1st: pässwörd $(id) {{ 7*7 }}"
@@ -43,12 +42,6 @@ BOB = "bob-share-password-42"
 _run_ids = itertools.count(1)
 
 
-def _vault(text: str) -> str:
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
-    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
-    return vault.encrypt(text.encode()).decode()
-
 
 def _desired(**passwords: str) -> DesiredAppliance:
     """Users and Samba only: alice (group finance, share finance), bob (share scratch)."""
@@ -56,7 +49,7 @@ def _desired(**passwords: str) -> DesiredAppliance:
     data.update(dns=None, mail=None, pki=None)
     for user in data["users"]["users"]:
         if user["name"] in passwords:
-            user["samba_password"] = _vault(passwords[user["name"]])
+            user["samba_password"] = vault(passwords[user["name"]])
     return DesiredAppliance.model_validate(data)
 
 

@@ -22,17 +22,10 @@ from engine.execution.extravars import (
 from schemas.config import DesiredAppliance
 
 from .desired import appliance_data
+from .helpers import VAULT_PASSWORD, vault
 
-VAULT_PASSWORD = "test-vault-password-0123"
 ALICE = "alice-smb-Pa55:word"
 BOB = "Grüße aus Köln 😀"
-
-
-def _vault(text: str) -> str:
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
-    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
-    return vault.encrypt(text.encode()).decode()
 
 
 def _decrypt(value: str) -> str:
@@ -49,7 +42,7 @@ def _desired(**samba_passwords: str) -> DesiredAppliance:
     ]
     for user in data["users"]["users"]:
         if user["name"] in samba_passwords:
-            user["samba_password"] = _vault(samba_passwords[user["name"]])
+            user["samba_password"] = vault(samba_passwords[user["name"]])
     return DesiredAppliance.model_validate(data)
 
 
@@ -139,10 +132,7 @@ def test_a_value_that_does_not_decrypt_is_refused() -> None:
 
 
 def test_a_value_that_decrypts_to_non_utf8_bytes_is_refused() -> None:
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
-    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
-    value = vault.encrypt(b"\xff\xfe not text").decode()
+    value = vault(b"\xff\xfe not text")
     with pytest.raises(InvalidInputError, match="not UTF-8"):
         decrypt_vault_value(value, VAULT_PASSWORD)
 
