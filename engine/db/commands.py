@@ -88,17 +88,25 @@ def _read_password(args: argparse.Namespace) -> str:
     return password
 
 
+async def _audit_cli(conn: Any, action: str, target: str, details: dict[str, Any], *,
+                     tenant_id: int | None = None) -> None:
+    """An audit event for a change made from this machine's shell (actor: the Unix user)."""
+    from engine.db import audit
+
+    await audit.record(conn, actor_kind="system", actor_id=f"cli:{os.getuid()}",
+                       tenant_id=tenant_id, action=action, outcome="success",
+                       target=target, details=details)
+
+
 def _user_create(args: argparse.Namespace) -> int:
     password = _read_password(args)
 
     async def body(conn: Any, settings: Any) -> int:
-        from engine.db import audit, people
+        from engine.db import people
 
         person = await people.insert_person(
             conn, username=args.username, password=password, is_admin=args.admin)
-        await audit.record(conn, actor_kind="system", actor_id=f"cli:{os.getuid()}",
-                           action="user.create", outcome="success",
-                           target=f"user:{person['id']}", details={"is_admin": args.admin})
+        await _audit_cli(conn, "user.create", f"user:{person['id']}", {"is_admin": args.admin})
         print(f"created user {person['username']} (id {person['id']})")
         return 0
 
@@ -114,16 +122,14 @@ async def _appliance(conn: Any, tenant: str, name: str) -> dict[str, Any]:
 
 def _appliance_register(args: argparse.Namespace) -> int:
     async def body(conn: Any, settings: Any) -> int:
-        from engine.db import appliances, audit, tenants
+        from engine.db import appliances, tenants
 
         tenant = await tenants.require_tenant(conn, args.tenant)
         appliance, token = await appliances.register_appliance(
             conn, tenant_id=tenant["id"], name=args.name, hostname=args.hostname,
             secret_key=settings.secret_key)
-        await audit.record(conn, actor_kind="system", actor_id=f"cli:{os.getuid()}",
-                           tenant_id=tenant["id"], action="appliance.token.issue",
-                           outcome="success", target=f"appliance:{appliance['id']}",
-                           details={"hint": token[-4:]})
+        await _audit_cli(conn, "appliance.token.issue", f"appliance:{appliance['id']}",
+                         {"hint": token[-4:]}, tenant_id=tenant["id"])
         print(f"appliance {args.tenant}/{args.name} id {appliance['id']}", file=sys.stderr)
         print(token)
         return 0
@@ -133,15 +139,13 @@ def _appliance_register(args: argparse.Namespace) -> int:
 
 def _appliance_rotate(args: argparse.Namespace) -> int:
     async def body(conn: Any, settings: Any) -> int:
-        from engine.db import appliances, audit
+        from engine.db import appliances
 
         appliance = await _appliance(conn, args.tenant, args.name)
         token = await appliances.rotate_token(
             conn, appliance_id=appliance["id"], secret_key=settings.secret_key)
-        await audit.record(conn, actor_kind="system", actor_id=f"cli:{os.getuid()}",
-                           tenant_id=appliance["tenant_id"], action="appliance.token.rotate",
-                           outcome="success", target=f"appliance:{appliance['id']}",
-                           details={"hint": token[-4:]})
+        await _audit_cli(conn, "appliance.token.rotate", f"appliance:{appliance['id']}",
+                         {"hint": token[-4:]}, tenant_id=appliance["tenant_id"])
         print(token)
         return 0
 
@@ -150,14 +154,12 @@ def _appliance_rotate(args: argparse.Namespace) -> int:
 
 def _appliance_revoke(args: argparse.Namespace) -> int:
     async def body(conn: Any, settings: Any) -> int:
-        from engine.db import appliances, audit
+        from engine.db import appliances
 
         appliance = await _appliance(conn, args.tenant, args.name)
         count = await appliances.revoke_tokens(conn, appliance_id=appliance["id"])
-        await audit.record(conn, actor_kind="system", actor_id=f"cli:{os.getuid()}",
-                           tenant_id=appliance["tenant_id"], action="appliance.token.revoke",
-                           outcome="success", target=f"appliance:{appliance['id']}",
-                           details={"revoked": count})
+        await _audit_cli(conn, "appliance.token.revoke", f"appliance:{appliance['id']}",
+                         {"revoked": count}, tenant_id=appliance["tenant_id"])
         print(f"revoked {count} token(s) of {args.tenant}/{args.name}")
         return 0
 

@@ -47,6 +47,7 @@ from schemas.config import (
     MailSpec,
     PkiSpec,
     SambaSpec,
+    Share,
     UsersState,
 )
 from schemas.heartbeat import (
@@ -54,6 +55,7 @@ from schemas.heartbeat import (
     ObservedMail,
     ObservedPki,
     ObservedSamba,
+    ObservedShare,
     ObservedState,
     ObservedUsers,
 )
@@ -347,20 +349,15 @@ def _desired_dns(dns: DnsSpec) -> CanonicalDomain:
     return CanonicalDomain(settings={"forwarders": forwarders}, objects=objects)
 
 
+def _share(share: Share | ObservedShare, path: str, path_exists: bool) -> tuple[Any, ...]:
+    """One share, canonical on either side (the path normalised by the caller)."""
+    return (path, share.comment.strip(), share.read_only, share.browseable,
+            _sorted(share.valid_users), _sorted(share.valid_groups), share.guest_ok, path_exists)
+
+
 def _desired_samba(samba: SambaSpec) -> CanonicalDomain:
     objects: dict[ObjectKey, tuple[Any, ...]] = {
-        ("shares", share.name): (
-            share.path,
-            share.comment.strip(),
-            share.read_only,
-            share.browseable,
-            _sorted(share.valid_users),
-            _sorted(share.valid_groups),
-            share.guest_ok,
-            True,
-        )
-        for share in samba.shares
-    }
+        ("shares", share.name): _share(share, share.path, True) for share in samba.shares}
     return CanonicalDomain(settings={"workgroup": samba.workgroup.upper()}, objects=objects)
 
 
@@ -463,18 +460,8 @@ def _observed_dns(dns: ObservedDns) -> CanonicalDomain:
 
 def _observed_samba(samba: ObservedSamba) -> CanonicalDomain:
     objects: dict[ObjectKey, tuple[Any, ...]] = {
-        ("shares", share.name): (
-            share.path.rstrip("/") or "/",
-            share.comment.strip(),
-            share.read_only,
-            share.browseable,
-            _sorted(share.valid_users),
-            _sorted(share.valid_groups),
-            share.guest_ok,
-            share.path_exists,
-        )
-        for share in samba.shares
-    }
+        ("shares", share.name): _share(share, share.path.rstrip("/") or "/", share.path_exists)
+        for share in samba.shares}
     return CanonicalDomain(settings={"workgroup": samba.workgroup.upper()}, objects=objects)
 
 

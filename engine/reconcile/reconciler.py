@@ -332,12 +332,14 @@ class Reconciler:
     async def _vars(self, conn: asyncpg.Connection, member: Member, revision: str
                     ) -> dict[str, Any]:
         assert member.desired is not None
-        hashes = await asyncio.to_thread(
-            password_hashes, member.desired,
-            lambda value: decrypt_vault_value(value, self.settings.ansible_vault_password))
-        smb_passwords = await asyncio.to_thread(
-            samba_passwords, member.desired,
-            lambda value: decrypt_vault_value(value, self.settings.ansible_vault_password))
+        def decrypt_all() -> tuple[dict[str, str], dict[str, str]]:
+            # vault decryption is PBKDF2, CPU-bound: one thread hop for both kinds
+            def decrypt(value: str) -> str:
+                return decrypt_vault_value(value, self.settings.ansible_vault_password)
+            return (password_hashes(member.desired, decrypt),
+                    samba_passwords(member.desired, decrypt))
+
+        hashes, smb_passwords = await asyncio.to_thread(decrypt_all)
         token = None
         if member.observed is None:
             # Never heard from: bootstrap the agent with a fresh token (shown to nobody else).
