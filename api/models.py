@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.address import ManagementAddress
 from schemas.status import ApplianceStatus
 
 Username = Annotated[str, Field(pattern=r"^[a-z][a-z0-9._-]{1,63}$")]
@@ -119,6 +120,8 @@ class ApplianceOut(Response):
     tenant: str
     name: str
     hostname: str | None
+    address: str | None
+    """Where Hearth's Ansible reaches the box (set at registration, never from git)."""
     status: ApplianceStatus
     last_heartbeat_at: datetime | None
     last_sequence: int | None
@@ -128,6 +131,8 @@ class ApplianceOut(Response):
 class ApplianceRegister(Request):
     name: ObjectName
     hostname: Hostname | None = None
+    address: ManagementAddress | None = None
+    """The management address Ansible connects to (IP address or DNS name)."""
 
 
 class ApplianceCredentials(Response):

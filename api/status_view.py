@@ -76,6 +76,7 @@ def appliance_view(row: dict[str, Any], *, desired_revision: str | None, now: da
 
     return ApplianceOut(
         id=row["id"], tenant=row["tenant"], name=row["name"], hostname=row["hostname"],
+        address=row["address"],
         status=status_of(row, desired_revision=desired_revision, now=now),
         last_heartbeat_at=row.get("received_at"), last_sequence=row.get("sequence"),
         agent_version=row.get("agent_version"))

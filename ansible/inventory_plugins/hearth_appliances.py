@@ -4,8 +4,10 @@
 ``GET {api_url}/api/v1/tenants/{tenant}/appliances`` with a bearer token read
 from an environment variable (never from the file), and adds one host per
 appliance, named by appliance name (the name ``hearth.appliances`` is keyed
-by), reached at its registered hostname. Appliances without a hostname are
-skipped with a warning. The engine does not use this for roots on the control
+by), reached at its registered management address (``address``, recorded at
+registration, never a value from the tenant's repository) as the unprivileged
+management user with ``become``. Appliances without an address are skipped
+with a warning. The engine does not use this for roots on the control
 machine: it writes a static inventory per run (chroot connection).
 """
 
@@ -40,8 +42,8 @@ options:
     description: Name of the environment variable holding the API token.
     default: HEARTH_API_TOKEN
   ssh_user:
-    description: User Ansible logs in as.
-    default: root
+    description: Management user Ansible logs in as (it becomes root with sudo).
+    default: hearth
   timeout:
     description: HTTP timeout in seconds.
     type: int
@@ -78,13 +80,14 @@ class InventoryModule(BaseInventoryPlugin):
         group = f"tenant_{tenant.replace('-', '_')}"
         self.inventory.add_group(group)
         for item in items:
-            name, hostname = item.get("name"), item.get("hostname")
+            name, address = item.get("name"), item.get("address")
             if not name:
                 continue
-            if not hostname:
-                self.display.warning(f"appliance {name} has no hostname; skipped")
+            if not address:
+                self.display.warning(f"appliance {name} has no registered address; skipped")
                 continue
             self.inventory.add_host(name, group=group)
-            self.inventory.set_variable(name, "ansible_host", hostname)
+            self.inventory.set_variable(name, "ansible_host", address)
             self.inventory.set_variable(name, "ansible_user", self.get_option("ssh_user"))
+            self.inventory.set_variable(name, "ansible_become", True)
             self.inventory.set_variable(name, "hearth_appliance_id", str(item.get("id", "")))

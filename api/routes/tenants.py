@@ -55,6 +55,7 @@ async def register_appliance(tenant: FromPath[str], data: JSONBody[ApplianceRegi
                              tenant_row: TenantRow) -> ApplianceCredentials:
     row, token = await appliances.register_appliance(
         conn, tenant_id=tenant_row["id"], name=data.name, hostname=data.hostname,
+        address=data.address,
         secret_key=ctx.settings.secret_key)
     await audit.record(conn, actor_kind="person", actor_id=principal.id,
                        tenant_id=tenant_row["id"], action="appliance.token.issue",

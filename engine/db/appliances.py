@@ -21,7 +21,7 @@ import asyncpg
 from engine.errors import ConflictError, NotFoundError
 
 TOKEN_PREFIX = "hth_app_"  # noqa: S105 (a prefix, not a secret)
-_COLUMNS = "a.id, a.tenant_id, t.name AS tenant, a.name, a.hostname, a.created_at"
+_COLUMNS = "a.id, a.tenant_id, t.name AS tenant, a.name, a.hostname, a.address, a.created_at"
 
 
 def new_token() -> str:
@@ -47,21 +47,46 @@ async def _issue(conn: asyncpg.Connection, appliance_id: uuid.UUID, secret_key: 
 
 
 async def register_appliance(
-    conn: asyncpg.Connection, *, tenant_id: int, name: str, hostname: str | None, secret_key: str
+    conn: asyncpg.Connection, *, tenant_id: int, name: str, hostname: str | None,
+    secret_key: str, address: str | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Create an appliance and its first token; returns (appliance, token)."""
+    """Create an appliance and its first token; returns (appliance, token).
+
+    ``address`` is where Ansible reaches the box (``schemas.address``); it is
+    unique across the fleet, so no tenant can register another tenant's box.
+    """
     async with conn.transaction():
         try:
             row = await conn.fetchrow(
-                """INSERT INTO appliances (tenant_id, name, hostname) VALUES ($1, $2, $3)
-                   RETURNING id""",
-                tenant_id, name, hostname,
+                """INSERT INTO appliances (tenant_id, name, hostname, address)
+                   VALUES ($1, $2, $3, $4) RETURNING id""",
+                tenant_id, name, hostname, address,
             )
-        except asyncpg.UniqueViolationError:
-            raise ConflictError(f"appliance {name!r} already exists") from None
+        except asyncpg.UniqueViolationError as exc:
+            raise _conflict(exc, name=name, address=address) from None
         assert row is not None
         token = await _issue(conn, row["id"], secret_key)
         return await get_appliance(conn, row["id"]), token
+
+
+def _conflict(exc: asyncpg.UniqueViolationError, *, name: str,
+              address: str | None) -> ConflictError:
+    if exc.constraint_name == "appliances_address_unique":
+        return ConflictError(f"address {address!r} is already registered for an appliance")
+    return ConflictError(f"appliance {name!r} already exists")
+
+
+async def set_address(conn: asyncpg.Connection, *, appliance_id: uuid.UUID,
+                      address: str | None) -> dict[str, Any]:
+    """Record (or clear, with None) the management address of an appliance."""
+    try:
+        status = await conn.execute("UPDATE appliances SET address = $2 WHERE id = $1",
+                                    appliance_id, address)
+    except asyncpg.UniqueViolationError as exc:
+        raise _conflict(exc, name="", address=address) from None
+    if status.endswith(" 0"):
+        raise NotFoundError("no such appliance")
+    return await get_appliance(conn, appliance_id)
 
 
 async def rotate_token(
@@ -123,7 +148,7 @@ async def get_appliance_by_name(
 
 
 _VIEW = """
-SELECT a.id, a.tenant_id, t.name AS tenant, a.name, a.hostname, a.created_at,
+SELECT a.id, a.tenant_id, t.name AS tenant, a.name, a.hostname, a.address, a.created_at,
        o.sequence, o.sent_at, o.received_at, o.applied_revision AS reported_revision,
        o.services, o.agent_version,
        s.sync, s.health, s.conditions, s.desired_revision, s.applied_revision,

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.errors import InvalidInputError
+from schemas.address import check_management_address
 
 
 def register(subparsers: Any) -> None:
@@ -38,8 +39,18 @@ def register(subparsers: Any) -> None:
     reg = app_sub.add_parser("register", help="create an appliance and print its token once")
     reg.add_argument("tenant")
     reg.add_argument("name")
-    reg.add_argument("--hostname")
+    reg.add_argument("--hostname", help="the box's own name (informational)")
+    reg.add_argument("--address", type=_address,
+                     help="management address Ansible connects to (IP address or DNS name)")
     reg.set_defaults(handler=_appliance_register)
+    addr = app_sub.add_parser("address", help="set or clear the management address Ansible "
+                                              "connects to")
+    addr.add_argument("tenant")
+    addr.add_argument("name")
+    addr_value = addr.add_mutually_exclusive_group(required=True)
+    addr_value.add_argument("address", nargs="?", type=_address)
+    addr_value.add_argument("--clear", action="store_true")
+    addr.set_defaults(handler=_appliance_address)
     for action, text in (("rotate", "revoke live tokens and print a new one"),
                          ("revoke", "revoke every live token")):
         p = app_sub.add_parser(action, help=text)
@@ -127,7 +138,7 @@ def _appliance_register(args: argparse.Namespace) -> int:
         tenant = await tenants.require_tenant(conn, args.tenant)
         appliance, token = await appliances.register_appliance(
             conn, tenant_id=tenant["id"], name=args.name, hostname=args.hostname,
-            secret_key=settings.secret_key)
+            address=args.address, secret_key=settings.secret_key)
         await _audit_cli(conn, "appliance.token.issue", f"appliance:{appliance['id']}",
                          {"hint": token[-4:]}, tenant_id=tenant["id"])
         print(f"appliance {args.tenant}/{args.name} id {appliance['id']}", file=sys.stderr)
@@ -147,6 +158,29 @@ def _appliance_rotate(args: argparse.Namespace) -> int:
         await _audit_cli(conn, "appliance.token.rotate", f"appliance:{appliance['id']}",
                          {"hint": token[-4:]}, tenant_id=appliance["tenant_id"])
         print(token)
+        return 0
+
+    return _run(body)
+
+
+def _address(value: str) -> str:
+    try:
+        return check_management_address(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _appliance_address(args: argparse.Namespace) -> int:
+    async def body(conn: Any, settings: Any) -> int:
+        from engine.db import appliances
+
+        appliance = await _appliance(conn, args.tenant, args.name)
+        address = None if args.clear else args.address
+        await appliances.set_address(conn, appliance_id=appliance["id"], address=address)
+        await _audit_cli(conn, "appliance.address.set", f"appliance:{appliance['id']}",
+                         {"old": appliance["address"], "new": address},
+                         tenant_id=appliance["tenant_id"])
+        print(f"{args.tenant}/{args.name}: address {address or '(none)'}")
         return 0
 
     return _run(body)

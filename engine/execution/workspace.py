@@ -36,19 +36,30 @@ from typing import Any
 
 from engine.errors import ExecutionError, InvalidInputError
 from engine.execution.extravars import NAMESPACE, reject_ansible_keys
+from schemas.address import check_management_address
 
 ANSIBLE_DIR = Path(__file__).resolve().parents[2] / "ansible"
 """The repository's ``ansible/`` directory (project dir of every run)."""
 
 
+MANAGEMENT_USER = "hearth"
+"""The account Ansible logs in as on a real appliance: unprivileged, with ``sudo`` to
+root (``become``), provisioned with the control plane's SSH key at enrolment
+(docs/deployment.md). Never root: a leaked or misdirected login is not a root login."""
+
+
 @dataclass(frozen=True)
 class Target:
-    """One appliance of a run: a root on this machine (chroot) or a host reached by SSH."""
+    """One appliance of a run: a root on this machine (chroot) or a box reached by SSH.
+
+    ``address`` is the appliance's registered management address, never a value
+    from the tenant's repository (``schemas.address``).
+    """
 
     name: str
     root: Path | None = None
     address: str | None = None
-    user: str = "root"
+    user: str = MANAGEMENT_USER
 
     def host_vars(self) -> dict[str, Any]:
         if self.root is not None:
@@ -59,9 +70,13 @@ class Target:
                 "hearth_services_running": False,
             }
         if self.address is None:
-            raise ExecutionError(f"appliance {self.name!r} has neither a root nor an address")
-        return {"ansible_host": self.address, "ansible_user": self.user,
-                "ansible_connection": "ssh"}
+            raise ExecutionError(
+                f"appliance {self.name!r} has no registered address: register it with one "
+                "(hearth appliance address TENANT NAME ADDRESS)")
+        return {"ansible_host": check_management_address(self.address),
+                "ansible_user": self.user, "ansible_connection": "ssh",
+                "ansible_become": True, "ansible_become_method": "sudo",
+                "ansible_become_user": "root"}
 
 
 @dataclass(frozen=True)

@@ -323,11 +323,13 @@ class Reconciler:
         return any(r["check_mode"] for r in member.requests)
 
     def _target(self, tenant: str, member: Member) -> Target:
+        """A root of this machine, else the address recorded at registration: never the
+        YAML's ``hostname``, which the tenant controls (docs/architecture.md)."""
         root = self.roots_dir / tenant / member.name
         if root.is_dir():
             return Target(name=member.name, root=root)
-        assert member.desired is not None
-        return Target(name=member.name, address=member.desired.hostname)
+        assert member.row is not None
+        return Target(name=member.name, address=member.row["address"])
 
     async def _vars(self, conn: asyncpg.Connection, member: Member, revision: str
                     ) -> dict[str, Any]:
