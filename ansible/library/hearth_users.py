@@ -445,8 +445,10 @@ def read_db(path):
 
 
 class Converger:
-    def __init__(self, module):
-        self.module = module
+    """Compares and converges; collects ``changes`` and ``failures`` instead of stopping."""
+
+    def __init__(self, *, check_mode):
+        self.check_mode = check_mode
         self.changes = []
         self.failures = []
         self.reload()
@@ -458,7 +460,7 @@ class Converger:
 
     def run(self, argv, what, stdin=None):
         """Run one command; record ``what`` as a change or a failure. True when it succeeded."""
-        if self.module.check_mode:
+        if self.check_mode:
             self.changes.append(what)
             return True
         try:
@@ -472,8 +474,9 @@ class Converger:
             self.failures.append(f"{what}: not done, {argv[0]}: {exc.strerror}")
             return False
         if proc.returncode != 0:
-            self.failures.append(f"{what}: not done, {argv[0]} exited {proc.returncode}: "
-                                 f"{(proc.stderr or proc.stdout).strip()}")
+            detail = (proc.stderr or proc.stdout).strip()
+            self.failures.append(f"{what}: not done, {argv[0]} exited {proc.returncode}"
+                                 + (f": {detail}" if detail else ""))
             return False
         self.changes.append(what)
         return True
@@ -530,7 +533,7 @@ class Converger:
             if current != hashes[name]:
                 self.run(["chpasswd", "-e"], f"user {name} password set",
                          stdin=f"{name}:{hashes[name]}\n")
-        if ran and not self.module.check_mode:
+        if ran and not self.check_mode:
             self.passwd = read_db("/etc/passwd")  # the new uid or home
         self.authorized_keys(name, u["ssh_keys"] or [])
 
@@ -561,7 +564,7 @@ class Converger:
             raise RefusedLayout(f"the home directory {home} does not exist") from None
         try:
             ssh_fd = open_ssh_dir(home_fd, uid=uid, create=bool(wanted)
-                                  and not self.module.check_mode)
+                                  and not self.check_mode)
             if ssh_fd is None:
                 return bool(wanted)
             try:
@@ -571,7 +574,7 @@ class Converger:
                 if (current == wanted and st.st_uid == uid
                         and stat.S_IMODE(st.st_mode) == 0o600):
                     return False
-                if not self.module.check_mode:
+                if not self.check_mode:
                     write_authorized_keys(ssh_fd, wanted, uid=uid, gid=gid)
                 return True
             finally:
@@ -582,7 +585,7 @@ class Converger:
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    c = Converger(module)
+    c = Converger(check_mode=module.check_mode)
     hashes = {e["name"]: e["hash"] for e in module.params["password_hashes"]}
     c.groups(module.params["groups"])
     for u in module.params["users"]:

@@ -279,6 +279,18 @@ def test_write_refuses_more_than_the_cap(ssh: tuple[Path, int]) -> None:
     assert os.listdir(path) == []
 
 
+def test_commands_time_out_and_a_failure_does_not_stop_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hu, "COMMAND_TIMEOUT", 0.5)
+    converger = hu.Converger(check_mode=False)  # reads this machine's account files, no more
+    assert converger.run(["sleep", "30"], "slow step") is False
+    assert converger.run(["false"], "failing step") is False
+    assert converger.run(["true"], "good step") is True
+    assert converger.failures == ["slow step: not done, sleep did not finish within 0.5 s",
+                                  "failing step: not done, false exited 1"]
+    assert converger.changes == ["good step"]
+
+
 # --------------------------------------------------------------------------- #
 # Interface
 # --------------------------------------------------------------------------- #
