@@ -23,9 +23,10 @@ Three rules hold here rather than in the playbooks:
   YAML's ``!unsafe`` tag (see ``workspace.py``), because ansible-core 2.19 treats
   an ``-e @file`` extravars file as *trusted* template text. Any key starting
   with ``ansible_`` anywhere in the result is refused (``InvalidInputError``).
-* **Secrets stay out of the data.** Password hashes, Samba passwords (with their
-  NT hashes) and the agent token go under ``secrets`` of each appliance; the
-  module parameters that read them are ``no_log``.
+* **Secrets stay out of the data.** Password hashes, the NT hashes of Samba
+  passwords (the passwords themselves never leave the engine) and the agent
+  token go under ``secrets`` of each appliance; the module parameters that read
+  them are ``no_log``.
 """
 
 from __future__ import annotations
@@ -519,7 +520,8 @@ def appliance_vars(
         "secrets": {
             "password_hashes": [{"name": k, "hash": v}
                                 for k, v in sorted(secrets.password_hashes.items())],
-            "samba_accounts": [{"name": k, "password": v, "nt_hash": nt_hash(v)}
+            # Only the NT hash: the box never needs the password in clear.
+            "samba_accounts": [{"name": k, "nt_hash": nt_hash(v)}
                                for k, v in sorted(secrets.samba_passwords.items())],
             "agent_token": secrets.agent_token,
         },
