@@ -856,6 +856,11 @@ def post(url, token, body, timeout=15, opener=None):
         if 400 <= exc.code < 500 and exc.code not in (408, 429):
             raise PermanentError(f"HTTP {exc.code} from {url}") from None
         raise
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLCertVerificationError):
+            # the same certificate fails the same way: no point retrying in this run
+            raise PermanentError(f"{url}: {exc.reason}") from None
+        raise
 
 
 def post_with_retries(url, token, body, attempts=6, base=1.0, cap=60.0, sleep=time.sleep,
@@ -977,12 +982,12 @@ def log(message, level=5):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="hearth-agent", description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=DEFAULT_CONFIG)
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--once", action="store_true", help="report once now and exit")
-    mode.add_argument("--when-due", action="store_true",
-                      help="report once if the next due time has come (the timer's mode)")
-    mode.add_argument("--print", dest="print_only", action="store_true",
-                      help="print the heartbeat instead of posting it")
+    # --print wins over --once (``--once --print`` is how people and tests ask for a dump)
+    parser.add_argument("--once", action="store_true", help="report once now and exit")
+    parser.add_argument("--when-due", action="store_true",
+                        help="report once if the next due time has come (the timer's mode)")
+    parser.add_argument("--print", dest="print_only", action="store_true",
+                        help="print the heartbeat instead of posting it")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
