@@ -153,8 +153,10 @@ def read_text(path, cap=READ_CAP):
         return None
     try:
         return _read_fd(fd, cap, path)
-    except (OSError, UnreadableFile) as exc:
-        log(f"not reading {path}: {exc}")
+    except OSError:  # e.g. a /proc entry whose process just ended
+        return None
+    except UnreadableFile as exc:
+        log(f"not reading {path}: {exc}", level=4)
         return None
     finally:
         os.close(fd)
@@ -695,15 +697,19 @@ def applied_revision(state_dir):
     return text if _REVISION.match(text) else None
 
 
-def is_due(state_dir, now):
-    """True when the recorded next-due time has come (or none is recorded, or it is
-    implausibly far away)."""
+def seconds_until_due(state_dir, now):
+    """Seconds until the recorded next-due time; 0 when it has come, none is recorded or
+    it is implausibly far away."""
     text = (read_text(os.path.join(state_dir, "next-due"), cap=64) or "").strip()
     try:
         due = float(text)
     except ValueError:
-        return True
-    return now >= due or due - now > MAX_DELAY
+        return 0.0
+    return 0.0 if due - now > MAX_DELAY else max(0.0, due - now)
+
+
+def is_due(state_dir, now):
+    return seconds_until_due(state_dir, now) == 0.0
 
 
 def schedule(state_dir, seconds, *, now):
@@ -1010,9 +1016,11 @@ def main(argv=None):
                 return 1
             return 0
         while True:
-            if is_due(config["state_dir"], time.time()):
+            wait = seconds_until_due(config["state_dir"], time.time())
+            if wait == 0.0:
                 report_and_schedule(config)
-            time.sleep(1.0)
+            else:
+                time.sleep(min(wait, 60.0))  # re-read: a timer run may have reported meanwhile
     except ConfigError as exc:
         log(f"configuration: {exc}", level=3)
         return 2
