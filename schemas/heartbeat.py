@@ -34,8 +34,11 @@ class ObservedUser(Observed):
     groups: Annotated[list[Name], Field(max_length=256)] = Field(default_factory=list)
     """Supplementary groups, sorted."""
     shell: Str = ""
-    ssh_keys: Annotated[list[Annotated[str, Field(max_length=16384)]], Field(max_length=64)] = (
+    ssh_keys: Annotated[list[Annotated[str, Field(max_length=16384)]], Field(max_length=64)] | None = (
         Field(default_factory=list))
+    """None: the agent could not read ``authorized_keys`` safely (``ssh_keys_error`` says
+    why); the planner takes that as no evidence about the keys, not as no keys."""
+    ssh_keys_error: Str | None = None
     has_password: bool = False
 
 
@@ -129,14 +132,26 @@ class ObservedPki(Observed):
     certificates: Annotated[list[ObservedCertificate], Field(max_length=200)] = Field(default_factory=list)
 
 
+ProbeName = Literal["users", "dns", "samba", "mail", "pki", "services", "facts"]
+
+
 class ObservedState(Observed):
-    """The appliance as it is; a domain the box does not run is None."""
+    """The appliance as it is; a domain the box does not run is None.
+
+    A domain named in ``unknown`` is None too, but for another reason: its probe
+    failed, so there is no evidence either way (the planner plans nothing for it
+    rather than "not running"). ``services`` and ``facts`` there mean the
+    heartbeat's list or dict of that name is empty for the same reason.
+    """
 
     users: ObservedUsers | None = None
     dns: ObservedDns | None = None
     samba: ObservedSamba | None = None
     mail: ObservedMail | None = None
     pki: ObservedPki | None = None
+    unknown: Annotated[dict[ProbeName, Str], Field(max_length=7)] = Field(default_factory=dict)
+    """Probe -> why it failed (exception type and message). Agents before this field
+    never send it; an empty map means every probe ran."""
 
 
 class ServiceHealth(Observed):
@@ -172,6 +187,16 @@ class HeartbeatAck(BaseModel):
     desired_revision: Revision | None
     """Head of the tenant's main the appliance should converge to."""
     next_interval_seconds: int
+
+
+class SequenceBaseline(BaseModel):
+    """The answer to ``POST /api/v1/heartbeat/reenrol``: where the appliance's sequence stands."""
+
+    model_config = ConfigDict(frozen=True)
+
+    last_sequence: Annotated[int, Field(ge=0)]
+    """The last sequence stored for the token's appliance (0 before its first heartbeat);
+    the agent's next heartbeat must be above it."""
 
 
 def observed_from_json(data: dict[str, Any]) -> ObservedState:

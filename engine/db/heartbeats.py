@@ -231,6 +231,17 @@ async def write_batch_by_token(
     return results
 
 
+async def last_sequence(conn: asyncpg.Connection | asyncpg.Pool, appliance_id: uuid.UUID) -> int:
+    """The highest sequence stored for the appliance (0 before its first heartbeat).
+
+    What an agent that lost its state directory resumes above (re-enrolment). The
+    stored sequence is never lowered, so heartbeats captured earlier stay refused.
+    """
+    value = await conn.fetchval(
+        "SELECT sequence FROM observed_latest WHERE appliance_id = $1", appliance_id)
+    return int(value) if value is not None else 0
+
+
 async def latest(conn: asyncpg.Connection, appliance_id: uuid.UUID) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         """SELECT appliance_id, sequence, sent_at, received_at, agent_version, applied_revision,

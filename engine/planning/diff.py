@@ -3,6 +3,9 @@
 ``diff_domain`` is the planner's inner step; ``build_plan`` (``plan.py``) runs it
 per domain. The rules, in the order they apply:
 
+0. The agent's probe for the domain failed (``observed.known`` is False): no
+   items and no extras. There is no evidence either way, so nothing is claimed
+   missing, nothing extra and nothing pruned; the next good heartbeat plans it.
 1. Same canonical content, nothing to renew, no absent object present: no
    items (the fast path: one C-level dict comparison).
 2. The domain's service is not running on the box: an ``add`` at the domain
@@ -55,6 +58,8 @@ def diff_domain(
     now: datetime,
 ) -> tuple[list[DiffItem], list[DiffItem]]:
     """``(items, extras)`` for one domain; see the module docstring for the rules."""
+    if not observed.known:
+        return [], []
     absent_present = [key for key in desired.absent if key in observed.objects]
     if (
         desired.same_content(observed)

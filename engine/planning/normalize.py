@@ -24,7 +24,10 @@ appliance in sync yields an empty plan. The rules:
   aside in ``deadlines`` for the renewal check, never compared;
 - a field Hearth does not set (a user's uid when the YAML gives none, a
   password when the YAML gives none, a record ttl the agent did not report) is
-  ``UNSET``, which compares equal to any value, so it never shows as drift.
+  ``UNSET``, which compares equal to any value, so it never shows as drift; so
+  is a user's ``ssh_keys`` the agent could not read safely (reported as null);
+- a domain whose probe failed on the box (named in ``observed.unknown``) is
+  ``UNKNOWN``: no evidence, which the diff plans nothing for.
 
 Everything here is pure and cheap: ``normalize_desired`` depends only on the
 desired appliance, so callers may compute it once per (appliance, revision)
@@ -113,6 +116,9 @@ class CanonicalDomain:
     """
 
     running: bool = True
+    known: bool = True
+    """False when the agent's probe for the domain failed: no evidence, so nothing to
+    plan (neither "not running" nor missing objects nor extras)."""
     settings: dict[str, Any] = field(default_factory=dict)
     objects: dict[ObjectKey, tuple[Any, ...]] = field(default_factory=dict)
     absent: frozenset[ObjectKey] = frozenset()
@@ -134,6 +140,7 @@ CanonicalState = dict[str, CanonicalDomain]
 """Domain name -> canonical domain, for the domains a side has."""
 
 NOT_RUNNING = CanonicalDomain(running=False)
+UNKNOWN = CanonicalDomain(known=False)
 
 
 def kind_of(key: ObjectKey) -> str:
@@ -431,7 +438,8 @@ def _observed_users(users: ObservedUsers) -> CanonicalDomain:
             _gecos(user.full_name),
             _sorted(user.groups),
             user.shell,
-            _sorted([_ssh_key(k) for k in keys]) if keys else (),
+            # None: the agent could not read them safely, no evidence either way
+            UNSET if keys is None else _sorted([_ssh_key(k) for k in keys]) if keys else (),
             UNSET if user.uid is None else user.uid,
             user.has_password,
         )
@@ -493,11 +501,15 @@ _OBSERVERS = {
 
 
 def normalize_observed(observed: ObservedState | None) -> CanonicalState:
-    """The canonical form of what the box runs; a domain it does not run is ``NOT_RUNNING``."""
+    """The canonical form of what the box runs; a domain it does not run is ``NOT_RUNNING``,
+    one whose probe failed (``observed.unknown``) is ``UNKNOWN``."""
     state: CanonicalState = {}
     for domain in DOMAIN_ORDER:
         value = getattr(observed, domain) if observed is not None else None
-        state[domain] = NOT_RUNNING if value is None else _OBSERVERS[domain](value)
+        if observed is not None and domain in observed.unknown:
+            state[domain] = UNKNOWN
+        else:
+            state[domain] = NOT_RUNNING if value is None else _OBSERVERS[domain](value)
     return state
 
 

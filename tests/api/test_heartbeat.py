@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -262,3 +270,116 @@ async def test_a_nul_character_is_400_and_does_not_fail_the_batch_it_would_join(
     assert bad.headers["content-type"].startswith("application/problem+json")
     assert good.status_code == 200, good.text
     assert await _counts(world) == (1, 1)
+
+
+async def _audit(world, action: str) -> list[tuple[str, dict]]:
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        rows = await conn.fetch("SELECT actor_id, details FROM audit_events WHERE action = $1 "
+                                "ORDER BY id", action)
+    finally:
+        await conn.close()
+    return [(r["actor_id"], json.loads(r["details"])) for r in rows]
+
+
+async def test_reenrolment_resumes_above_the_stored_sequence_and_replays_stay_refused(
+        client, world) -> None:
+    """An agent that lost its state directory starts again at 1 and gets 409 forever unless
+    it can learn where its sequence stands; the baseline is never lowered, so a heartbeat
+    captured before (sequence 500) is still refused after the re-enrolment."""
+    headers = world.auth("appliance")
+    captured = beat(500)
+    assert (await client.post("/api/v1/heartbeat", json=captured, headers=headers)
+            ).status_code == 200
+    assert (await client.post("/api/v1/heartbeat", json=beat(1), headers=headers)
+            ).status_code == 409
+    answer = await client.post("/api/v1/heartbeat/reenrol", headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"last_sequence": 500}
+    assert (await client.post("/api/v1/heartbeat", json=beat(501), headers=headers)
+            ).status_code == 200
+    replay = await client.post("/api/v1/heartbeat", json=captured, headers=headers)
+    assert replay.status_code == 409
+    # the other tenant's appliance sees only its own sequence
+    other = await client.post("/api/v1/heartbeat/reenrol", headers=world.auth("other-appliance"))
+    assert other.json() == {"last_sequence": 0}
+    assert await _audit(world, "heartbeat.reenrol") == [
+        (world.appliance_ids["acme/front-office"], {"last_sequence": 500}),
+        (world.appliance_ids["globex/front-office"], {"last_sequence": 0}),
+    ]
+
+
+@pytest.mark.parametrize("who", ["anonymous", "operator", "admin", "revoked", "unknown"])
+async def test_reenrolment_takes_only_a_live_appliance_token(client, world, who) -> None:
+    headers = {"anonymous": {}, "operator": world.auth("operator"), "admin": world.auth("admin"),
+               "revoked": world.auth("appliance"),
+               "unknown": {"Authorization": "Bearer hth_app_" + "x" * 43}}[who]
+    if who == "revoked":
+        appliance = world.appliance_ids["acme/front-office"]
+        revoke = await client.delete(f"/api/v1/appliances/{appliance}/token",
+                                     headers=world.auth("operator"))
+        assert revoke.status_code == 204
+    response = await client.post("/api/v1/heartbeat/reenrol", headers=headers)
+    assert response.status_code == 401, response.text
+    assert await _audit(world, "heartbeat.reenrol") == []
+
+
+AGENT = Path(__file__).resolve().parents[2] / "ansible/roles/agent/files/hearth-agent.py"
+
+
+@pytest.fixture
+def live_api(settings, world, limits) -> Iterator[str]:
+    """The API served over HTTP on loopback (uvicorn in a thread), for the real agent."""
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(settings, limits=limits, migrate=False, pool_size=2)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
+
+
+def _run_agent(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["python3", str(AGENT), "--once", "--config", str(config)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+async def test_the_agent_re_enrols_after_losing_its_state_directory(live_api, world,
+                                                                      tmp_path) -> None:
+    """Through the real API: the box reported up to 500, then its state directory was
+    lost. The agent's 1 gets 409; it re-enrols with its token and its report goes in
+    as 501, and the state it writes continues from there."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "sequence").write_text("499\n")
+    (tmp_path / "token").write_text(world.appliance_tokens["acme/front-office"] + "\n")
+    config = tmp_path / "agent.json"
+    config.write_text(json.dumps({"api_url": live_api, "state_dir": str(state),
+                                  "token_file": str(tmp_path / "token")}))
+    first = await asyncio.to_thread(_run_agent, config)
+    assert first.returncode == 0, first.stderr
+    shutil.rmtree(state)
+    second = await asyncio.to_thread(_run_agent, config)
+    assert second.returncode == 0, second.stderr
+    assert "re-enrolled, sending 501" in second.stderr
+    assert (state / "sequence").read_text() == "501\n"
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        assert await conn.fetchval("SELECT sequence FROM observed_latest") == 501
+        assert [r["sequence"] for r in await conn.fetch(
+            "SELECT sequence FROM observed_history ORDER BY sequence")] == [500, 501]
+    finally:
+        await conn.close()
+    assert await _audit(world, "heartbeat.reenrol") == [
+        (world.appliance_ids["acme/front-office"], {"last_sequence": 500})]
