@@ -8,7 +8,6 @@ flushes Redis DB 9 and truncates the tables first, so each test starts equal.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -28,9 +27,10 @@ from engine.db.pool import create_pool
 from engine.repos.store import RepoStore, signature
 from engine.settings import Settings
 from tests.db.pg import Databases, run_sync
+from tests.services import API_DB, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("HEARTH_TEST_REDIS", "redis://127.0.0.1:6379/9")
+REDIS_URL = redis_url(API_DB)
 PASSWORD = "correct-horse-battery-staple"
 _PASSWORD_HASH = hash_password(PASSWORD)
 APPLIANCE = "front-office"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import asyncpg
 import jwt
 import pytest
 
@@ -13,8 +14,6 @@ from tests.api.conftest import PASSWORD
 
 
 async def _audit(world, action: str) -> list[str]:
-    import asyncpg
-
     conn = await asyncpg.connect(world.settings.database_url)
     try:
         rows = await conn.fetch("SELECT outcome FROM audit_events WHERE action = $1 ORDER BY id",
@@ -143,3 +142,27 @@ async def test_a_tenant_name_no_tenant_can_have_is_404_for_an_admin(client, worl
     for name in ("acme%00", "acme%0A"):
         response = await client.get(f"/api/v1/tenants/{name}", headers=world.auth("admin"))
         assert response.status_code == 404, (name, response.text)
+
+
+async def test_a_disabled_person_cannot_log_in_with_the_right_password(client, world) -> None:
+    patch = await client.patch(f"/api/v1/people/{world.person_ids['operator']}",
+                               headers=world.auth("admin"), json={"disabled": True})
+    assert patch.status_code == 200
+    response = await client.post("/api/v1/auth/token",
+                                 json={"username": "operator", "password": PASSWORD})
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "access_token" not in response.text
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        rows = await conn.fetch("SELECT actor_kind, actor_id, outcome FROM audit_events "
+                                "WHERE action = 'auth.login' ORDER BY id")
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [("anonymous", "operator", "failure")]
+    # The same password works again once re-enabled: the refusal was the flag, not the password.
+    await client.patch(f"/api/v1/people/{world.person_ids['operator']}",
+                       headers=world.auth("admin"), json={"disabled": False})
+    again = await client.post("/api/v1/auth/token",
+                              json={"username": "operator", "password": PASSWORD})
+    assert again.status_code in (200, 201) and "access_token" in again.text

@@ -10,12 +10,13 @@ from pathlib import Path
 import asyncpg
 
 from engine.db import tenants
+from tests.services import CLI_DB, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _hearth(database_url: str, tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL="redis://127.0.0.1:6379/0",
+    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url(CLI_DB),
                OLLAMA_API_URL="http://127.0.0.1:9",
                SECRET_KEY="cli-secret-key-0123456789abcdefghijklmn",
                JWT_SECRET="cli-jwt-secret-0123456789abcdefghijklmn",

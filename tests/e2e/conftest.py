@@ -33,10 +33,10 @@ from engine.db.migrate import apply_migrations
 from engine.db.pool import connect
 from engine.repos.store import RepoStore, signature
 from tests.db.pg import Databases, run_sync
+from tests.services import private_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "brightsmile"
-REDIS_URL = os.environ.get("HEARTH_TEST_E2E_REDIS", "redis://127.0.0.1:6379/13")
 VAULT_PASSWORD = "hearth-demo-vault-password"
 AUTHOR = signature("Test Operator", "operator@example.org")
 HEARTBEAT_INTERVAL = 2.0
@@ -52,6 +52,8 @@ def _free_port() -> int:
 @dataclass
 class Fleet:
     env: dict[str, str]
+    redis_url: str
+    """A Redis server of the fleet's own: the FLUSHALL scenario cannot reach anyone else's."""
     roots: dict[str, Path]
     api_url: str
     store: RepoStore
@@ -182,21 +184,23 @@ def _need_root() -> None:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     _need_root()
+    with private_redis() as redis_url:
+        yield from _fleet(tmp_path_factory, redis_url)
+
+
+def _fleet(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Fleet]:
     base = tmp_path_factory.mktemp("e2e")
     databases = Databases()
     dsn = databases.create()
     run_sync(apply_migrations(dsn))
     port = _free_port()
     env = dict(os.environ,
-               DATABASE_URL=dsn, REDIS_URL=REDIS_URL, OLLAMA_API_URL="http://127.0.0.1:9",
+               DATABASE_URL=dsn, REDIS_URL=redis_url, OLLAMA_API_URL="http://127.0.0.1:9",
                SECRET_KEY="e2e-secret-key-0123456789abcdef-0123456789",
                JWT_SECRET="e2e-jwt-secret-0123456789abcdef-0123456789",
                ANSIBLE_VAULT_PASSWORD=VAULT_PASSWORD, REPOS_DIR=str(base / "repos"),
                HEARTH_DATA_DIR=str(base / "data"), HEARTH_API_URL=f"http://127.0.0.1:{port}",
                HEARTH_LOG_LEVEL=os.environ.get("HEARTH_TEST_E2E_LOG_LEVEL", "INFO"))
-    import redis
-
-    redis.Redis.from_url(REDIS_URL).flushdb()
     store = RepoStore(Path(env["REPOS_DIR"]))
     store.create(TENANT, ROOT / "example-config-repo", author=AUTHOR)
     names = ["front-office", "lab"]
@@ -219,7 +223,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     roots = dict(zip(names, clone_roots(image, roots_dir, names), strict=True))
     logs = base / "logs"
     logs.mkdir()
-    fleet = Fleet(env=env, roots=roots, api_url=env["HEARTH_API_URL"], store=store, logs=logs)
+    fleet = Fleet(env=env, redis_url=redis_url, roots=roots, api_url=env["HEARTH_API_URL"],
+                  store=store, logs=logs)
     api_log = open(logs / "api.log", "ab")
     fleet.handles.append(api_log)
     fleet.api = subprocess.Popen(

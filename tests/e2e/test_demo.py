@@ -12,6 +12,7 @@ import pytest
 
 from engine.appliances.sim import remove_roots
 from tests.db.pg import Databases
+from tests.services import COMMANDS_DB, redis_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -28,7 +29,7 @@ def test_demo_converges_every_appliance(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = dict(os.environ, DATABASE_URL=dsn, REDIS_URL="redis://127.0.0.1:6379/12",
+    env = dict(os.environ, DATABASE_URL=dsn, REDIS_URL=redis_url(COMMANDS_DB),
                HEARTH_DATA_DIR=str(data), REPOS_DIR=str(tmp_path / "repos"))
     try:
         result = subprocess.run(

@@ -15,7 +15,7 @@ import time
 import pytest
 import redis
 
-from tests.e2e.conftest import HEARTBEAT_INTERVAL, REDIS_URL, RESYNC_INTERVAL, Fleet
+from tests.e2e.conftest import HEARTBEAT_INTERVAL, RESYNC_INTERVAL, Fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -209,7 +209,7 @@ def test_redis_flushall_loses_nothing_the_resync_does_not_rederive(fleet: Fleet)
     users = fleet.read("users.yaml").replace("full_name: Zoe Lee", "full_name: Zoe Lee-Park")
     new = fleet.commit({"users.yaml": users.encode()}, "Rename Zoe once more")
     time.sleep(0.2)
-    redis.Redis.from_url(REDIS_URL).flushall()
+    redis.Redis.from_url(fleet.redis_url).flushall()  # the fleet's own server
     took = fleet.wait_for(lambda: fleet.converged("front-office", new),
                           timeout=RESYNC_INTERVAL * 1.1 + 120, what="convergence after FLUSHALL")
     print(f"\nconverged {took:.1f} s after FLUSHALL (resync interval {RESYNC_INTERVAL:.0f} s)")

@@ -1,4 +1,4 @@
-"""A real Redis (DB 11), flushed before and after each test."""
+"""A real Redis (the reconcile tests' own database), flushed before and after each test."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+from tests.services import RECONCILE_DB, redis_url
+
+REDIS_URL = redis_url(RECONCILE_DB)
 
 
 @pytest.fixture

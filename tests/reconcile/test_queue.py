@@ -216,3 +216,36 @@ async def test_queue_lost_loses_only_hints(redis: Redis) -> None:
     assert await queue.claim("w1") is None
     await queue.add(KEY)  # the resync re-adds it
     assert (await queue.claim("w1")).key == KEY
+
+
+async def test_a_later_delayed_add_does_not_postpone_an_earlier_one(redis: Redis) -> None:
+    queue = _queue(redis)
+    assert await queue.add(KEY)
+    await queue.add(KEY, delay_ms=60_000)
+    claim = await queue.claim("w1")
+    assert claim is not None and claim.key == KEY
+    assert await queue.depth() == (0, 1)
+
+
+async def test_a_delayed_re_add_mid_processing_is_kept_for_after_done(redis: Redis) -> None:
+    queue = _queue(redis)
+    await queue.add(KEY)
+    claim = await queue.claim("w1")
+    assert await queue.add(KEY, delay_ms=60_000) is False
+    assert await queue.done(claim)
+    assert await queue.depth() == (1, 0)  # requeued by done, not lost
+    assert await queue.claim("w2") is None  # and not ready yet: its delay holds
+    await queue.add(KEY)  # an earlier time wins
+    again = await queue.claim("w2")
+    assert again is not None and again.key == KEY
+
+
+async def test_mid_processing_the_earlier_of_two_re_adds_wins(redis: Redis) -> None:
+    queue = _queue(redis)
+    await queue.add(KEY)
+    claim = await queue.claim("w1")
+    assert await queue.add(KEY) is False
+    assert await queue.add(KEY, delay_ms=60_000) is False
+    assert await queue.done(claim)
+    again = await queue.claim("w2")
+    assert again is not None and again.key == KEY

@@ -29,6 +29,7 @@ from engine.repos.reader import SnapshotReader
 from engine.repos.store import RepoStore, signature
 from engine.settings import Settings
 from tests.db.pg import Databases
+from tests.reconcile.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "brightsmile"
@@ -50,7 +51,7 @@ async def one_tenant(tmp_path: Path, redis: Redis) -> AsyncIterator[Pass]:
     dsn = databases.create()
     await apply_migrations(dsn)
     settings = Settings.model_validate({
-        "DATABASE_URL": dsn, "REDIS_URL": "redis://127.0.0.1:6379/11",
+        "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL,
         "OLLAMA_API_URL": "http://127.0.0.1:9",
         "SECRET_KEY": "test-secret-key-0123456789abcdefghijkl",
         "JWT_SECRET": "test-jwt-secret-0123456789abcdefghijkl",

@@ -15,6 +15,7 @@ import pygit2
 import pytest
 
 from engine.db.migrate import apply_migrations
+from tests.services import COMMANDS_DB, redis_url
 
 SERVER = os.environ.get("HEARTH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -42,7 +43,7 @@ def hearth_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     dsn = SERVER.rsplit("/", 1)[0] + "/" + name
     asyncio.run(apply_migrations(dsn))
     env = dict(os.environ,
-               DATABASE_URL=dsn, REDIS_URL="redis://127.0.0.1:6379/12",
+               DATABASE_URL=dsn, REDIS_URL=redis_url(COMMANDS_DB),
                OLLAMA_API_URL="http://127.0.0.1:11434", SECRET_KEY="s" * 32,
                JWT_SECRET="j" * 32, ANSIBLE_VAULT_PASSWORD="v" * 20,
                REPOS_DIR=str(tmp_path / "repos"), HEARTH_DATA_DIR=str(tmp_path / "data"))

@@ -52,3 +52,13 @@ def test_locate_points_at_keys_and_items() -> None:
 def test_oversized_text_is_refused_before_parsing() -> None:
     with pytest.raises(YamlError, match="limit"):
         load_yaml("a: b\n" * 100_000, file="big.yaml")
+
+
+@pytest.mark.parametrize("text", ["a: &x k\n*x : 1\n", "&x a: 1\nb:\n  *x : 2\n",
+                                  "- &x k\n- {*x : 1}\n"],
+                         ids=["scalar-key", "anchored-key-reused", "key-in-flow-mapping"])
+def test_an_alias_used_as_a_key_is_refused(text: str) -> None:
+    with pytest.raises(YamlError) as info:
+        load_yaml(text, file="x.yaml")
+    assert "aliases" in info.value.issue.message
+    assert (info.value.issue.file, info.value.issue.line) == ("x.yaml", 1)
