@@ -75,6 +75,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/appliances/{appliance_id}/token"):        "ok  ok  403 403 404 401 401",
     ("POST", "/api/v1/auth/token"):                             "ok  ok  ok  ok  ok  ok  ok",
     ("POST", "/api/v1/heartbeat"):                              "401 401 401 401 401 ok  401",
+    ("POST", "/api/v1/heartbeat/reenrol"):                      "401 401 401 401 401 ok  401",
     ("POST", "/api/v1/people"):                                 "ok  403 403 403 403 401 401",
     ("PATCH", "/api/v1/people/{person_id}"):                    "ok  403 403 403 403 401 401",
     ("POST", "/api/v1/tenants/{tenant}/appliances"):            "ok  ok  403 403 404 401 401",
