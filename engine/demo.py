@@ -15,8 +15,11 @@ It prepares everything a fresh machine lacks and is safe to run again:
    timer: no init system runs in a root, so this process runs each root's
    agent (``chroot ROOT python3 /usr/local/bin/hearth-agent --once``) every
    heartbeat interval, as systemd's timer would on a real box;
-5. a status table until every appliance is Synced and Healthy at the head of
-   main, then it keeps running (Ctrl-C stops everything).
+5. a status table, printed again only when it changes (an appliance with no
+   status yet reads "first run in progress"), until every appliance is Synced
+   and Healthy at the head of main; then it keeps running (Ctrl-C stops
+   everything). The API and the worker are supervised: one that stops is
+   reported with its exit code or signal and started again with backoff.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,27 +182,115 @@ async def _status(env: dict[str, str]) -> list[dict[str, object]]:
 
 
 def _table(rows: list[dict[str, object]], head: str | None) -> str:
+    """The fleet's status; an appliance with no status yet says so instead of placeholders."""
     lines = [f"  {'APPLIANCE':<14} {'SYNC':<10} {'HEALTH':<12} {'APPLIED':<13} main={str(head)[:12]}"]
     for row in rows:
-        lines.append(f"  {row['name']!s:<14} {row['sync'] or 'Unknown'!s:<10} "
-                     f"{row['health'] or 'Missing'!s:<12} {str(row['applied_revision'])[:12]:<13}")
+        if row["sync"] is None:
+            lines.append(f"  {row['name']!s:<14} first run in progress")
+            continue
+        applied = str(row["applied_revision"])[:12] if row["applied_revision"] else "-"
+        lines.append(f"  {row['name']!s:<14} {row['sync']!s:<10} {row['health'] or '-'!s:<12} "
+                     f"{applied:<13}")
     return "\n".join(lines)
 
 
-def _spawn(env: dict[str, str], args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
+@dataclass
+class Child:
+    """One supervised process of the demo: how to start it, and what became of it."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    restart_at: float | None = None
+
+
+def exit_reason(returncode: int) -> str:
+    """``returncode`` of a child in words: "exit code 3" or "killed by SIGKILL"."""
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-returncode).name}"
+        return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+class Supervisor:
+    """Keeps the demo's API and worker running: a child that stops is started again.
+
+    Backoff doubles from 1 s up to ``max_backoff`` for a child that keeps dying,
+    and starts over once it has stayed up ``stable_after`` seconds; every stop
+    is reported with the child's name and why it stopped.
+    """
+
+    def __init__(self, children: list[Child], *, max_backoff: float = 30.0,
+                 stable_after: float = 60.0, report: Callable[[str], None] = print,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.children = children
+        self.max_backoff = max_backoff
+        self.stable_after = stable_after
+        self.report = report
+        self.clock = clock
+
+    def start_all(self) -> None:
+        for child in self.children:
+            self._start(child)
+
+    def _start(self, child: Child) -> None:
+        if child.log is not None:
+            with open(child.log, "ab") as log:  # the child keeps its own copy of the fd
+                child.process = subprocess.Popen(child.argv, env=child.env, stdout=log,
+                                                 stderr=subprocess.STDOUT)
+        else:
+            child.process = subprocess.Popen(child.argv, env=child.env)
+        child.started_at = self.clock()
+        child.restart_at = None
+
+    def check(self) -> None:
+        """Notice stopped children and restart those whose backoff has passed."""
+        now = self.clock()
+        for child in self.children:
+            if child.process is not None and child.restart_at is None:
+                code = child.process.poll()
+                if code is None:
+                    continue
+                if now - child.started_at >= self.stable_after:
+                    child.restarts = 0
+                delay = min(2.0 ** child.restarts, self.max_backoff)
+                child.restarts += 1
+                child.restart_at = now + delay
+                where = f"; its log: {child.log}" if child.log else ""
+                self.report(f"{child.name} stopped ({exit_reason(code)}); restarting in "
+                            f"{delay:.0f} s{where}")
+            if child.restart_at is not None and now >= child.restart_at:
+                self._start(child)
+                self.report(f"{child.name} restarted (pid {child.process.pid})")  # type: ignore[union-attr]
+
+    def stop_all(self, timeout: float = 15.0) -> None:
+        running = [c.process for c in self.children
+                   if c.process is not None and c.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _children(env: dict[str, str], args: argparse.Namespace) -> list[Child]:
     hearth = [sys.executable, "-m", "engine.cli"]
     logs = Path(env["HEARTH_DATA_DIR"]) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / "api.log", "ab") as api_log:  # the child keeps its own copy of the fd
-        api = subprocess.Popen([*hearth, "serve", "--port", str(args.port)], env=env,
-                               stdout=api_log, stderr=subprocess.STDOUT)
     _log(f"API log: {logs / 'api.log'}")
     return [
-        api,
-        subprocess.Popen([*hearth, "worker", "--heartbeat-interval", str(args.heartbeat_interval),
-                          "--resync-interval", "60",
-                          "--roots-dir", str(Path(env["HEARTH_DATA_DIR"]) / "appliances")],
-                         env=env),
+        Child("api", [*hearth, "serve", "--port", str(args.port)], env, log=logs / "api.log"),
+        Child("worker", [*hearth, "worker", "--heartbeat-interval", str(args.heartbeat_interval),
+                         "--resync-interval", "60",
+                         "--roots-dir", str(Path(env["HEARTH_DATA_DIR"]) / "appliances")], env),
     ]
 
 
@@ -207,7 +300,8 @@ async def _run(args: argparse.Namespace) -> int:
     env = demo_environment(args.port)
     names = await _prepare(env, args.appliances)
     roots = await asyncio.to_thread(_roots, env, names)
-    children = _spawn(env, args)
+    supervisor = Supervisor(_children(env, args), report=_log)
+    supervisor.start_all()
     _log(f"API on {env['HEARTH_API_URL']} (OpenAPI UI at /schema/swagger); "
          f"log in as admin with the password in {env['HEARTH_DATA_DIR']}/demo.env "
          "(HEARTH_DEMO_ADMIN_PASSWORD)")
@@ -219,34 +313,41 @@ async def _run(args: argparse.Namespace) -> int:
     store = RepoStore(Path(env["REPOS_DIR"]))
     started = time.monotonic()
     converged_at: float | None = None
+    shown = ""
+    was_done = False
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 5)
-            if any(child.poll() is not None for child in children):
-                _log("a child process stopped; shutting down")
-                return 1
+                await asyncio.wait_for(stop.wait(), 2)
+            supervisor.check()
             head = store.head(TENANT)
-            rows = await _status(env)
-            print(_table(rows, head), flush=True)
+            try:
+                rows = await _status(env)
+            except OSError as exc:
+                _log(f"cannot read status yet: {exc}")
+                continue
+            table = _table(rows, head)
+            if table != shown:  # the table once, then only when something changed
+                print(table, flush=True)
+                shown = table
             done = rows and all(r["sync"] == "Synced" and r["health"] == "Healthy"
                                 and r["applied_revision"] == head for r in rows)
-            if done and converged_at is None:
-                converged_at = time.monotonic()
-                _log(f"all {len(rows)} appliances converged in {converged_at - started:.0f} s; "
-                     "edit the tenant repo or break a root to watch Hearth react (Ctrl-C stops)")
-                if args.exit_when_converged:
-                    return 0
+            if done and not was_done:
+                if converged_at is None:
+                    converged_at = time.monotonic()
+                    _log(f"all {len(rows)} appliances converged in "
+                         f"{converged_at - started:.0f} s; edit the tenant repo or break a root "
+                         "to watch Hearth react (Ctrl-C stops)")
+                    if args.exit_when_converged:
+                        return 0
+                else:
+                    _log(f"all {len(rows)} appliances Synced and Healthy again at "
+                         f"{str(head)[:12]}")
+            was_done = bool(done)
     finally:
         stop.set()
         await agents
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        supervisor.stop_all()
     return 0
 
 

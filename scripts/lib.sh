@@ -38,7 +38,8 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$HEARTH_ROOT/pyproject.toml" -nt "$stamp" ]; then
     log "installing Hearth and its dev extra into $VENV"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-    "$VENV/bin/pip" install -q -e "$HEARTH_ROOT[dev]"
+    # Not quiet: the first install downloads a few hundred MB and should show it.
+    "$VENV/bin/pip" install --progress-bar on -e "$HEARTH_ROOT[dev]"
     touch "$stamp"
   fi
 }
@@ -46,6 +47,24 @@ ensure_venv() {
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 redis_ready() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
 
+# url_part URL FIELD: host, port or path (without the slash) of a postgresql:// or redis:// URL.
+url_part() {
+  python3 -c 'import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1])
+print({"host": p.hostname or "", "port": p.port or "", "path": p.path.lstrip("/")}[sys.argv[2]])' "$1" "$2"
+}
+
+# is_local_service URL PORT: true when URL names this machine's loopback on PORT, the
+# only server these scripts may start.
+is_local_service() {
+  local host port
+  host="$(url_part "$1" host)"; port="$(url_part "$1" port)"
+  case "$host" in 127.0.0.1|localhost) ;; *) return 1 ;; esac
+  [ "${port:-$2}" = "$2" ]
+}
+
+# ensure_postgres DB...: start the local server when it is down, then create the named
+# databases (and no others) when they are missing.
 ensure_postgres() {
   command -v pg_isready >/dev/null || apt_install postgresql postgresql-client
   if ! pg_ready; then
@@ -62,7 +81,7 @@ ensure_postgres() {
     for _ in $(seq 1 50); do pg_ready && break; sleep 0.2; done
   fi
   pg_ready || { log "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
-  for db in test hearth; do
+  for db in "$@"; do
     psql -q "$PG_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
       || psql -q "$PG_URL" -c "CREATE DATABASE \"$db\"" >/dev/null
   done
@@ -78,9 +97,37 @@ ensure_redis() {
   redis_ready || { log "Redis does not answer on 127.0.0.1:6379"; exit 1; }
 }
 
+# ensure_services DATABASE_URL REDIS_URL: local PostgreSQL and Redis only when the URLs
+# name them; a URL naming another server is used as it is (nothing started or created).
+ensure_services() {
+  if is_local_service "$1" 5432; then
+    ensure_postgres "$(url_part "$1" path)"
+  else
+    log "PostgreSQL at $(url_part "$1" host): not starting or creating anything"
+  fi
+  if is_local_service "$2" 6379; then
+    ensure_redis
+  else
+    log "Redis at $(url_part "$2" host): not starting anything"
+  fi
+}
+
 ensure_all() {
   ensure_system_packages
   ensure_venv
-  ensure_postgres
-  ensure_redis
+  ensure_services "$1" "$2"
+}
+
+# `hearth` on PATH after `make run`: a two-line wrapper in /usr/local/bin that runs this
+# checkout's venv (only when run as root, and never over a `hearth` that is not ours).
+install_wrapper() {
+  local target="${HEARTH_WRAPPER:-/usr/local/bin/hearth}" marker="# hearth wrapper for $HEARTH_ROOT"
+  [ "$(id -u)" = 0 ] || { log "run '. $VENV/bin/activate' to get the hearth command"; return 0; }
+  if [ -e "$target" ] && ! grep -q '^# hearth wrapper for ' "$target"; then
+    log "$target exists and is not Hearth's wrapper; use $VENV/bin/hearth"
+    return 0
+  fi
+  printf '#!/bin/sh\n%s\nexec "%s/bin/hearth" "$@"\n' "$marker" "$VENV" > "$target"
+  chmod 0755 "$target"
+  log "installed $target (runs $VENV/bin/hearth)"
 }

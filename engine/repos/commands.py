@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate = subparsers.add_parser(
         "validate", help="validate a tenant repo (work tree, or a bare/normal repo at --rev)")
     validate.add_argument("path", metavar="PATH_OR_REPO", type=Path)
-    validate.add_argument("--rev", help="full commit id or refs/heads/<name> (repositories only)")
+    validate.add_argument("--rev", help="commit id, branch name or refs/heads/<name> "
+                                        "(a bare repository defaults to main)")
     validate.add_argument("--format", choices=("text", "json"), default="text")
     validate.set_defaults(handler=_validate)
 
@@ -43,10 +44,11 @@ def _validate(args: argparse.Namespace) -> int:
 
     path: Path = args.path
     reader = SnapshotReader()
+    rev = cli_revision(args.rev, bare=_is_bare(path))
     try:
-        if args.rev is not None:
+        if rev is not None:
             repo = pygit2.Repository(str(path))
-            commit = resolve_revision(repo, args.rev)
+            commit = resolve_revision(repo, rev)
             snapshot = reader.load(repo, commit, tenant=path.resolve().name)
         else:
             snapshot = validate_worktree(path, reader=reader)
@@ -64,12 +66,31 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"hearth: {path}: not a git repository ({exc})", file=sys.stderr)
         return 2
     if args.format == "json":
-        json.dump({"valid": True, "commit": snapshot.commit if args.rev else None,
+        json.dump({"valid": True, "commit": snapshot.commit if rev else None,
                    "appliances": snapshot.appliance_names(), "issues": []}, sys.stdout, indent=2)
         print()
     else:
         print(f"ok: {len(snapshot.appliance_names())} appliance(s) valid")
     return 0
+
+
+def _is_bare(path: Path) -> bool:
+    import pygit2
+
+    try:
+        return pygit2.Repository(str(path)).is_bare
+    except pygit2.GitError:
+        return False
+
+
+def cli_revision(rev: str | None, *, bare: bool) -> str | None:
+    """What a person types to what ``resolve_revision`` accepts: a bare repository (no work
+    tree to read) defaults to ``main``, and a branch name ``main`` means ``refs/heads/main``."""
+    if rev is None:
+        return "refs/heads/main" if bare else None
+    if rev.startswith("refs/") or (len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)):
+        return rev
+    return f"refs/heads/{rev}"
 
 
 def _schema_export(args: argparse.Namespace) -> int:

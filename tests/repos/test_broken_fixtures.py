@@ -91,8 +91,8 @@ def test_example_repo_validates_as_worktree_and_as_commit(make_tenant_repo, exam
     assert json.loads(result.stdout)["appliances"] == ["branch", "front-office", "lab"]
 
 
-@pytest.mark.parametrize("rev", ["HEAD", "main", "HEAD~1", "refs/heads/../x", "abc123",
-                                 "refs/tags/v1", "@{-1}"])
+@pytest.mark.parametrize("rev", ["HEAD", "HEAD~1", "refs/heads/../x", "abc123",
+                                 "refs/tags/v1", "@{-1}", "main~1", "../main"])
 def test_raw_revisions_are_refused(rev: str, make_tenant_repo) -> None:
     repo = make_tenant_repo()
     result = _hearth("validate", repo.path, "--rev", rev)
@@ -128,3 +128,22 @@ def test_the_example_repos_schemas_are_the_current_export(tmp_path: Path,
     assert exported == sorted(p.name for p in committed.iterdir())
     for name in exported:
         assert (tmp_path / name).read_text() == (committed / name).read_text(), name
+
+
+def test_a_bare_repo_validates_main_by_default_and_takes_branch_names(make_tenant_repo) -> None:
+    repo = make_tenant_repo()
+    head = str(repo.references["refs/heads/main"].resolve().target)
+    plain = _hearth("validate", repo.path, "--format", "json")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["commit"] == head
+    named = _hearth("validate", repo.path, "--rev", "main", "--format", "json")
+    assert named.returncode == 0 and json.loads(named.stdout)["commit"] == head
+    # A broken branch is found by its name, and main stays valid.
+    blob = repo.create_blob(b"kind: Appliance\nname: [\n")
+    branch_commit = commit_entry(repo, "appliances/broken.yaml", blob,
+                                 pygit2.enums.FileMode.BLOB)
+    repo.references.create("refs/heads/feature/new-box", branch_commit)
+    repo.references["refs/heads/main"].set_target(head)
+    broken = _hearth("validate", repo.path, "--rev", "feature/new-box")
+    assert broken.returncode == 1 and "appliances/broken.yaml:" in broken.stdout
+    assert _hearth("validate", repo.path).returncode == 0
