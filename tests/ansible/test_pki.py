@@ -193,16 +193,18 @@ def _appliance(name: str, consumers: list[list[str]], *, drop: tuple[str, ...] =
     return appliance_vars(DesiredAppliance.model_validate(data))
 
 
+POSTFIX = ["systemctl", "reload-or-restart", "postfix"]
+DOVECOT = ["systemctl", "reload-or-restart", "dovecot"]
+SMBD = ["systemctl", "reload-or-restart", "smbd"]
+NAMED = ["systemctl", "reload-or-restart", "named"]
 RELOAD_CASES = {
     # host: (appliance vars, services running, the pki batch's on_change)
     "mail-and-samba": (_appliance("mail-and-samba", [["mail", "samba"]]), True,
-                       [["postfix", "reload"], ["doveadm", "reload"],
-                        ["smbcontrol", "all", "reload-config"]]),
+                       [POSTFIX, DOVECOT, SMBD]),
     "all-consumers": (_appliance("all-consumers", [["dns"], ["samba", "mail"]]), True,
-                      [["postfix", "reload"], ["doveadm", "reload"],
-                       ["smbcontrol", "all", "reload-config"], ["rndc", "reload"]]),
+                      [POSTFIX, DOVECOT, SMBD, NAMED]),
     "dns-not-configured": (_appliance("dns-not-configured", [["dns", "mail"]], drop=("dns",)),
-                           True, [["postfix", "reload"], ["doveadm", "reload"]]),
+                           True, [POSTFIX, DOVECOT]),
     "no-consumers": (_appliance("no-consumers", [[]]), True, []),
     "in-a-root": (_appliance("in-a-root", [["mail", "samba", "dns"]]), False, []),
 }
