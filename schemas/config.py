@@ -12,6 +12,13 @@ point each at a line and column. ``resolve_appliance`` turns the documents
 into the one value the rest of Hearth works from: the desired state of one
 appliance (``DesiredAppliance``), with tenant-wide users and groups picked by
 name or group.
+
+Every string that can reach a file on an appliance (smb.conf, named.conf, zone
+files, main.cf, the virtual map, dovecot.conf, /etc/passwd, authorized_keys) is
+``ConfigText`` or a type ending in ``NO_CONTROL``: no control character, so a value
+can never start a line of its own; the per-format rules (Samba's ``%``, reserved
+share names, IPv6 zone indexes, mail local parts) sit with the field they guard.
+``ansible/README.md`` has the table; the templates check the same again.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from __future__ import annotations
 import ipaddress
 import posixpath
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -67,7 +73,7 @@ _OBJECT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 """Unicode category Cc (C0, DEL, C1 with NEL U+0085), the line and paragraph separators
-U+2028/U+2029 (Zl, Zp) and lone surrogates (Cs, which YAML's "\\uD800" escape can make)."""
+U+2028/U+2029 (Zl, Zp) and lone surrogates (Cs: libyaml refuses them, JSON input may not)."""
 _CONTROL_NAMES = {"\t": "a tab", "\n": "a line feed", "\r": "a carriage return",
                   "\x0b": "a vertical tab", "\x0c": "a form feed", "\x00": "a NUL",
                   "\x85": "a next-line (NEL)", "\u2028": "a line separator",
@@ -136,7 +142,7 @@ def _check_config_text(value: Any) -> Any:
         if found:
             char = found.group()
             what = _CONTROL_NAMES.get(char) or f"the control character U+{ord(char):04X}"
-            if unicodedata.category(char) == "Cs":
+            if "\ud800" <= char <= "\udfff":
                 what = f"a lone surrogate U+{ord(char):04X}"
             raise ValueError(
                 f"must not contain {what} (at character {found.start() + 1}): values end up "

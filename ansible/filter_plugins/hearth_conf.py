@@ -31,7 +31,7 @@ rewrites a value: a silently changed comment or path would be drift nobody asked
                         or '$' outside quotes
     hearth_postfix      a main.cf word: letters, digits and '_.:[]/+-' (no '$'
                         expansion, no ',' or space list separator, no '#')
-    hearth_postfix_address  a virtual-map address: no space, ',', quotes, brackets or
+    hearth_postfix_address  a virtual-map address: no space, ',', '"', brackets or
                         ';:\\<>()', not starting with '#' (a comment line)
 """
 
@@ -48,7 +48,7 @@ _PATH = re.compile(r"(/[A-Za-z0-9_.+-]+)+")
 _ZONE_NAME = re.compile(r"@|[A-Za-z0-9_*-]+(\.[A-Za-z0-9_-]+)*\.?")
 _RDATA_TOKEN = re.compile(r'[A-Za-z0-9._:*@/+=-]+|"([\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"')
 _POSTFIX = re.compile(r"[A-Za-z0-9_.:\[\]/+-]+")
-_POSTFIX_ADDRESS = re.compile(r"[^\s,#\"'<>()\\;:\[\]][^\s,\"'<>()\\;:\[\]]*")
+_POSTFIX_ADDRESS = re.compile(r"[^\s,#\"<>()\\;:\[\]][^\s,\"<>()\\;:\[\]]*")
 SAMBA_RESERVED = frozenset({"global", "homes", "printers"})
 
 
@@ -175,7 +175,7 @@ def hearth_postfix(value: object, what: str = "value") -> object:
 
 def hearth_postfix_address(value: object, what: str = "address") -> object:
     _matching("hearth_postfix_address", _POSTFIX_ADDRESS, value, what,
-              "a plain address (no space, ',', quote, bracket or ';:\\<>()', no leading '#')")
+              "a plain address (no space, ',', '\"', bracket or ';:\\<>()', no leading '#')")
     return value
 
 
