@@ -12,6 +12,13 @@ point each at a line and column. ``resolve_appliance`` turns the documents
 into the one value the rest of Hearth works from: the desired state of one
 appliance (``DesiredAppliance``), with tenant-wide users and groups picked by
 name or group.
+
+Every string that can reach a file on an appliance (smb.conf, named.conf, zone
+files, main.cf, the virtual map, dovecot.conf, /etc/passwd, authorized_keys) is
+``ConfigText`` or a type ending in ``NO_CONTROL``: no control character, so a value
+can never start a line of its own; the per-format rules (Samba's ``%``, reserved
+share names, IPv6 zone indexes, mail local parts) sit with the field they guard.
+``ansible/README.md`` has the table; the templates check the same again.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     model_validator,
@@ -63,7 +71,16 @@ _SSH_KEY = re.compile(
 )
 _OBJECT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""Unicode category Cc (C0, DEL, C1 with NEL U+0085), the line and paragraph separators
+U+2028/U+2029 (Zl, Zp) and lone surrogates (Cs: libyaml refuses them, JSON input may not)."""
+_CONTROL_NAMES = {"\t": "a tab", "\n": "a line feed", "\r": "a carriage return",
+                  "\x0b": "a vertical tab", "\x0c": "a form feed", "\x00": "a NUL",
+                  "\x85": "a next-line (NEL)", "\u2028": "a line separator",
+                  "\u2029": "a paragraph separator"}
+SAMBA_RESERVED_SECTIONS = frozenset({"global", "homes", "printers"})
+"""Section names smb.conf gives a meaning of its own: a share so named would set defaults
+for every share ([global]) or turn into the home-directory or printer service."""
 
 
 def _check_domain(value: str) -> str:
@@ -110,9 +127,104 @@ def _check_posix_name(value: str) -> str:
     return value
 
 
-def _check_text(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
+def _check_config_text(value: Any) -> Any:
+    """No character that can end or bend a line of a config file (``_CONTROL``).
+
+    Every string of a tenant's YAML that can reach a file on an appliance passes
+    here (``ConfigText``): smb.conf, named.conf, zone files, main.cf, the virtual
+    map, dovecot.conf, /etc/passwd and authorized_keys are all line-oriented, and
+    a line break in a value would start a directive of the tenant's choosing
+    (a share comment ``"x\\nroot preexec = ..."`` runs a command as root).
+    It runs before any pattern so the message names the character, not a regex.
+    """
+    if isinstance(value, str):
+        found = _CONTROL.search(value)
+        if found:
+            char = found.group()
+            what = _CONTROL_NAMES.get(char) or f"the control character U+{ord(char):04X}"
+            if "\ud800" <= char <= "\udfff":
+                what = f"a lone surrogate U+{ord(char):04X}"
+            raise ValueError(
+                f"must not contain {what} (at character {found.start() + 1}): values end up "
+                "in line-oriented config files, where only a plain space is safe"
+            )
+    return value
+
+
+def _check_smb_value(value: str) -> str:
+    """A value smb.conf keeps as written: no %-variables, no continuation, no trimmed space."""
+    if "%" in value:
+        raise ValueError(
+            "must not contain '%': Samba expands %-variables here (%$(VAR) even reads its "
+            "environment) and smb.conf has no escape for a literal '%'"
+        )
+    if value != value.strip(" "):
+        raise ValueError("must not begin or end with a space (Samba drops it)")
+    if value.endswith("\\"):
+        raise ValueError(
+            "must not end with a backslash: in smb.conf it joins the next line to this value"
+        )
+    return value
+
+
+def _check_share_name(value: str) -> str:
+    if value.lower() in SAMBA_RESERVED_SECTIONS:
+        raise ValueError(
+            f"{value!r} is a reserved smb.conf section name; choose another share name"
+        )
+    return value
+
+
+def _check_full_name(value: str) -> str:
+    if ":" in value:
+        raise ValueError("must not contain ':' (it separates the fields of /etc/passwd)")
+    return value
+
+
+def _check_unscoped(address: ipaddress.IPv4Address | ipaddress.IPv6Address
+                    ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """No IPv6 zone index: Python accepts any text after '%' (newlines included)."""
+    if getattr(address, "scope_id", None) is not None:
+        raise ValueError(f"{str(address)!r}: an address with a zone index ('%...') is not "
+                         "allowed here")
+    return address
+
+
+def _parse_ip(value: Any) -> Any:
+    """One error for a bad address of either family (a union would report two)."""
+    if not isinstance(value, str):
+        return value
+    _check_config_text(value)
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    return _check_unscoped(address)
+
+
+def _check_ip_or_domain(value: str, *, wildcard: bool = False) -> str:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        _check_domain(value.removeprefix("*.") if wildcard else value)
+        return value
+    _check_unscoped(address)
+    return value
+
+
+def _check_san(value: str) -> str:
+    return _check_ip_or_domain(value, wildcard=True)
+
+
+def _check_address(value: str) -> str:
+    """A mail address as the virtual map and Postfix take it: atext local part, FQDN."""
+    local, at, domain = value.rpartition("@")
+    if not at or not _LOCAL_PART.fullmatch(local):
+        raise ValueError(f"{value!r}: local part is not a valid mail local part")
+    if local.startswith("#"):
+        raise ValueError(f"{value!r}: a local part starting with '#' would be a comment "
+                         "in the virtual map")
+    _check_domain(domain)
     return value
 
 
@@ -160,23 +272,38 @@ def _check_host(value: str) -> str:
             port = rest[1:]
     elif ":" in host:
         host, _, port = host.rpartition(":")
-    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise ValueError(f"{value!r} has an invalid port")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        _check_domain(host)
+    _check_ip_or_domain(host)
     return value
 
 
-DomainName = Annotated[str, AfterValidator(_check_domain)]
-RecordName = Annotated[str, AfterValidator(_check_record_name)]
-PosixName = Annotated[str, AfterValidator(_check_posix_name)]
-Text = Annotated[str, Field(max_length=256), AfterValidator(_check_text)]
+NO_CONTROL = BeforeValidator(_check_config_text)
+"""Goes last in an ``Annotated[str, ...]``: it then runs first, and a pattern or length
+before it stays in the JSON Schema editors read."""
+ConfigText = Annotated[str, NO_CONTROL]
+"""Any string that can reach a file on an appliance: no control characters (see
+``_check_config_text``). Every other string type here ends in ``NO_CONTROL`` too."""
+DomainName = Annotated[str, AfterValidator(_check_domain), NO_CONTROL]
+RecordName = Annotated[str, AfterValidator(_check_record_name), NO_CONTROL]
+PosixName = Annotated[str, AfterValidator(_check_posix_name), NO_CONTROL]
+Text = Annotated[str, Field(max_length=256), NO_CONTROL]
+SambaText = Annotated[Text, AfterValidator(_check_smb_value)]
+"""A free-text value written into smb.conf (a share comment)."""
+FullName = Annotated[Text, AfterValidator(_check_full_name)]
+MailAddress = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"),
+                        AfterValidator(_check_address), NO_CONTROL]
+SanName = Annotated[str, AfterValidator(_check_san), NO_CONTROL]
+IPv4 = Annotated[ipaddress.IPv4Address, AfterValidator(_check_unscoped)]
+IPv6 = Annotated[ipaddress.IPv6Address, AfterValidator(_check_unscoped)]
+IPAddress = Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, BeforeValidator(_parse_ip)]
 VaultValue = Annotated[str, AfterValidator(_check_vault)]
-SharePath = Annotated[str, AfterValidator(_check_share_path)]
-SshKey = Annotated[str, AfterValidator(_check_ssh_key)]
-ObjectName = Annotated[str, Field(pattern=_OBJECT_NAME.pattern)]
+"""Not ``ConfigText``: an ansible-vault block has line breaks and is decrypted, never
+written as it is; the engine checks the decrypted value (``engine/execution/extravars``)."""
+SharePath = Annotated[str, AfterValidator(_check_share_path), AfterValidator(_check_smb_value),
+                      NO_CONTROL]
+SshKey = Annotated[str, AfterValidator(_check_ssh_key), NO_CONTROL]
+ObjectName = Annotated[str, Field(pattern=_OBJECT_NAME.pattern), NO_CONTROL]
 Ttl = Annotated[int, Field(ge=60, le=604800)]
 
 
@@ -195,8 +322,8 @@ class User(Strict):
     """A POSIX account, created on every appliance that picks it up."""
 
     name: PosixName
-    full_name: Text = ""
-    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    full_name: FullName = ""
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), NO_CONTROL] | None = None
     uid: Annotated[int, Field(ge=1000, le=60000)] | None = None
     groups: list[PosixName] = []
     shell: Literal[ALLOWED_SHELLS] = "/bin/bash"  # type: ignore[valid-type]
@@ -231,12 +358,12 @@ class _Record(Strict):
 
 class ARecord(_Record):
     type: Literal["A"]
-    address: ipaddress.IPv4Address
+    address: IPv4
 
 
 class AAAARecord(_Record):
     type: Literal["AAAA"]
-    address: ipaddress.IPv6Address
+    address: IPv6
 
 
 class CNAMERecord(_Record):
@@ -252,7 +379,9 @@ class MXRecord(_Record):
 
 class TXTRecord(_Record):
     type: Literal["TXT"]
-    text: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_check_text)]
+    text: Annotated[str, Field(min_length=1, max_length=2048), NO_CONTROL]
+    """Any printable text: the zone file gets it quoted, with '"' and '\\' escaped, so
+    ';', '(', '$ORIGIN' and the like inside it are data."""
 
 
 class SRVRecord(_Record):
@@ -284,7 +413,7 @@ class Zone(Strict):
 
 class DnsSpec(Strict):
     zones: list[Zone] = []
-    forwarders: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    forwarders: list[IPAddress] = []
 
 
 # --------------------------------------------------------------------------- #
@@ -293,9 +422,10 @@ class DnsSpec(Strict):
 
 
 class Share(Strict):
-    name: Annotated[str, Field(pattern=_SHARE_NAME.pattern)]
+    name: Annotated[str, Field(pattern=_SHARE_NAME.pattern), AfterValidator(_check_share_name),
+                    NO_CONTROL]
     path: SharePath
-    comment: Text = ""
+    comment: SambaText = ""
     read_only: bool = False
     browseable: bool = True
     valid_users: list[PosixName] = []
@@ -310,7 +440,7 @@ class Share(Strict):
 
 
 class SambaSpec(Strict):
-    workgroup: Annotated[str, Field(pattern=_NETBIOS.pattern)] = "WORKGROUP"
+    workgroup: Annotated[str, Field(pattern=_NETBIOS.pattern), NO_CONTROL] = "WORKGROUP"
     shares: list[Share] = []
 
 
@@ -320,7 +450,7 @@ class SambaSpec(Strict):
 
 
 class Mailbox(Strict):
-    address: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
+    address: MailAddress
     user: PosixName
 
     @property
@@ -331,25 +461,17 @@ class Mailbox(Strict):
     def domain(self) -> str:
         return self.address.rpartition("@")[2].lower()
 
-    @model_validator(mode="after")
-    def _check_address(self) -> Mailbox:
-        if not _LOCAL_PART.fullmatch(self.local_part):
-            raise ValueError(f"{self.address!r}: local part is not a valid mail local part")
-        _check_domain(self.domain)
-        return self
-
 
 class Alias(Strict):
-    address: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
-    destinations: Annotated[list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]],
-                            Field(min_length=1)]
+    address: MailAddress
+    destinations: Annotated[list[MailAddress], Field(min_length=1)]
 
 
 class MailSpec(Strict):
     domains: list[DomainName] = []
     mailboxes: list[Mailbox] = []
     aliases: list[Alias] = []
-    relay_host: Annotated[str, AfterValidator(_check_host)] | None = None
+    relay_host: Annotated[str, AfterValidator(_check_host), NO_CONTROL] | None = None
     message_size_limit: Annotated[int, Field(ge=1024, le=1 << 30)] = 26_214_400
     mailbox_size_limit: Annotated[int, Field(ge=0, le=1 << 40)] = 0
     """0 means unlimited."""
@@ -374,7 +496,7 @@ class CertificateAuthority(Strict):
 class Certificate(Strict):
     name: ObjectName
     common_name: DomainName
-    sans: list[str] = []
+    sans: list[SanName] = []
     key_type: KeyType = "ec256"
     validity_days: Annotated[int, Field(ge=1, le=825)] = 365
     renew_before_days: Annotated[int, Field(ge=1, le=365)] = 30
@@ -382,11 +504,6 @@ class Certificate(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Certificate:
-        for san in self.sans:
-            try:
-                ipaddress.ip_address(san)
-            except ValueError:
-                _check_domain(san.removeprefix("*."))
         if self.renew_before_days >= self.validity_days:
             raise ValueError("renew_before_days must be less than validity_days")
         return self
@@ -410,9 +527,9 @@ class MaintenanceWindow(Strict):
     """When automatic changes may run: days of the week and a local time span."""
 
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
-    start: Annotated[str, Field(pattern=_TIME.pattern)]
-    end: Annotated[str, Field(pattern=_TIME.pattern)]
-    timezone: str = "UTC"
+    start: Annotated[str, Field(pattern=_TIME.pattern), NO_CONTROL]
+    end: Annotated[str, Field(pattern=_TIME.pattern), NO_CONTROL]
+    timezone: Annotated[str, Field(max_length=64), NO_CONTROL] = "UTC"
 
 
 class Policies(Strict):

@@ -187,6 +187,7 @@ def prepare_workspace(
         "ANSIBLE_LIBRARY": str(project_dir / "library"),
         "ANSIBLE_ROLES_PATH": str(project_dir / "roles"),
         "ANSIBLE_LOOKUP_PLUGINS": str(project_dir / "lookup_plugins"),
+        "ANSIBLE_FILTER_PLUGINS": str(project_dir / "filter_plugins"),
         "HEARTH_PKI_DIR": str(pki_dir),
     }
     _write(base / "env" / "envvars", json.dumps(envvars, indent=2) + "\n")
