@@ -92,6 +92,11 @@ PERMISSIONS: dict[str, Rule] = {
     "appliances.runs": _rule("appliance", "admin", "operator", "auditor"),
     "runs.get": _rule("run", "admin", "operator", "auditor"),
     "runs.events": _rule("run", "admin", "operator", "auditor"),
+    "tokens.create": _rule("global", *_PEOPLE),
+    "tokens.list": _rule("global", *_PEOPLE),
+    "tokens.revoke": _rule("global", *_PEOPLE),
+    "git.read": _rule("tenant", *_PEOPLE),
+    "git.push": _rule("tenant", "admin", "operator"),
 }
 """Route (``opt["permission"]``) -> scope and the roles allowed."""
 
