@@ -97,6 +97,15 @@ PERMISSIONS: dict[str, Rule] = {
     "tokens.revoke": _rule("global", *_PEOPLE),
     "git.read": _rule("tenant", *_PEOPLE),
     "git.push": _rule("tenant", "admin", "operator"),
+    "pulls.list": _rule("tenant", *_PEOPLE),
+    "pulls.get": _rule("tenant", *_PEOPLE),
+    "pulls.diff": _rule("tenant", *_PEOPLE),
+    "pulls.create": _rule("tenant", "admin", "operator", "customer"),
+    "pulls.review": _rule("tenant", "admin", "operator"),
+    "pulls.merge": _rule("tenant", "admin", "operator"),
+    "pulls.close": _rule("tenant", "admin", "operator"),
+    "pulls.revert": _rule("tenant", "admin", "operator"),
+    "branches.write": _rule("tenant", "admin", "operator"),
 }
 """Route (``opt["permission"]``) -> scope and the roles allowed."""
 

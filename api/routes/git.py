@@ -170,9 +170,11 @@ async def git_http(scope: Scope, receive: Receive, send: Send) -> None:
                 "headers": [(k.encode(), v.encode()) for k, v in response.headers]})
     async for chunk in response.body:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
     if pushing:
+        # before the response ends, so a client that saw its push finish sees its pull
+        # request at the new head (checks scheduled)
         await _after_push(ctx, store, tenant=tenant, person=person, before=before)
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _after_push(ctx: ApiContext, store: RepoStore, *, tenant: dict[str, Any], person: str,

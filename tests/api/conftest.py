@@ -27,6 +27,7 @@ from engine.db.people import hash_password
 from engine.db.pool import create_pool
 from engine.repos.store import RepoStore, signature
 from engine.settings import Settings
+from tests.api.pullseed import seed_pulls
 from tests.db.pg import Databases, run_sync
 from tests.services import API_DB, redis_url
 
@@ -151,6 +152,9 @@ async def seed(settings: Settings, heads: dict[str, str]) -> World:
                        VALUES ($1, $2, $3, 'succeeded', now(), now()) RETURNING id""",
                     world.tenant_ids[tenant],
                     [uuid.UUID(world.appliance_ids[f"{tenant}/{APPLIANCE}"])], heads[tenant])
+            await seed_pulls(conn, settings, tenant_id=world.tenant_ids["acme"],
+                             main=heads["acme"], author_id=world.person_ids["operator"],
+                             approver_id=world.person_ids["admin"])
     finally:
         await pool.close()
     return world

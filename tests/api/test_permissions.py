@@ -35,6 +35,11 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/heartbeat"): None,  # built per call (fresh sent_at)
     ("POST", "/api/v1/appliances/{appliance_id}/sync"): {"dry_run": True},
     ("POST", "/api/v1/me/tokens"): {"name": "laptop", "scope": "read"},
+    ("POST", "/api/v1/tenants/{tenant}/pulls"): {"title": "New topic", "source": "topic-new"},
+    ("POST", "/api/v1/tenants/{tenant}/pulls/{number}/reviews"): {"event": "comment"},
+    ("PUT", "/api/v1/tenants/{tenant}/branches/{branch}/files/{path}"): {
+        "message": "Rename", "edits": [{"op": "set", "value": "Dr. M. Lopez",
+                                        "path": ["spec", "users", "name=mlopez", "full_name"]}]},
 }
 ORDER = {"GET": 0, "POST": 1, "PUT": 1, "PATCH": 1, "DELETE": 2}
 
@@ -71,6 +76,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/tenants"):                                 "ok  ok  ok  ok  ok  401 401",
     ("GET", "/api/v1/tenants/{tenant}"):                        "ok  ok  ok  ok  404 401 401",
     ("GET", "/api/v1/tenants/{tenant}/appliances"):             "ok  ok  ok  ok  404 401 401",
+    ("GET", "/api/v1/tenants/{tenant}/pulls"):                  "ok  ok  ok  ok  404 401 401",
+    ("GET", "/api/v1/tenants/{tenant}/pulls/{number}"):         "ok  ok  ok  ok  404 401 401",
+    ("GET", "/api/v1/tenants/{tenant}/pulls/{number}/diff"):    "ok  ok  ok  ok  404 401 401",
     ("GET", "/health"):                                         "ok  ok  ok  ok  ok  ok  ok",
     ("GET", "/ready"):                                          "ok  ok  ok  ok  ok  ok  ok",
     ("POST", "/api/v1/appliances/{appliance_id}/sync"):         "ok  ok  403 403 404 401 401",
@@ -81,6 +89,13 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/people"):                                 "ok  403 403 403 403 401 401",
     ("PATCH", "/api/v1/people/{person_id}"):                    "ok  403 403 403 403 401 401",
     ("POST", "/api/v1/tenants/{tenant}/appliances"):            "ok  ok  403 403 404 401 401",
+    ("POST", "/api/v1/tenants/{tenant}/pulls"):                 "ok  ok  ok  403 404 401 401",
+    ("POST", "/api/v1/tenants/{tenant}/pulls/{number}/close"):  "ok  ok  403 403 404 401 401",
+    ("POST", "/api/v1/tenants/{tenant}/pulls/{number}/merge"):  "ok  ok  403 403 404 401 401",
+    ("POST", "/api/v1/tenants/{tenant}/pulls/{number}/reviews"): "ok  ok  403 403 404 401 401",
+    ("POST", "/api/v1/tenants/{tenant}/pulls/{number}/revert"): "ok  ok  403 403 404 401 401",
+    ("PUT", "/api/v1/tenants/{tenant}/branches/{branch}/files/{path}"):
+                                                                "ok  ok  403 403 404 401 401",
     ("PUT", "/api/v1/tenants/{tenant}/members/{person_id}"):    "ok  403 403 403 404 401 401",
     ("DELETE", "/api/v1/appliances/{appliance_id}/token"):      "ok  ok  403 403 404 401 401",
     ("DELETE", "/api/v1/me/tokens/{token_id}"):                 "ok  ok  ok  ok  ok  401 401",
@@ -99,7 +114,15 @@ def url(world: World, path: str, tenant: str = "acme") -> str:
             .replace("{appliance_id}", world.appliance_ids[f"{tenant}/{APPLIANCE}"])
             .replace("{run_id}", str(world.run_ids[tenant]))
             # the token the same role's POST /me/tokens made just before (ids restart per test)
-            .replace("{token_id}", "1"))
+            .replace("{token_id}", "1")
+            .replace("{number}", str(_PULL_FOR.get(path, 1)))
+            .replace("{branch}", "edits").replace("{path}", "users.yaml"))
+
+
+# Seeded pull requests (tests/api/pullseed.py): #1 mergeable (merged, then reverted, by
+# the roles allowed to), #2 open to close, #3 open to review.
+_PULL_FOR = {"/api/v1/tenants/{tenant}/pulls/{number}/close": 2,
+             "/api/v1/tenants/{tenant}/pulls/{number}/reviews": 3}
 
 
 async def call(client: AsyncTestClient, world: World, method: str, path: str, who: str,
