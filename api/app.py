@@ -35,6 +35,7 @@ from api.routes import (
     auth,
     git,
     heartbeat,
+    history,
     ops,
     people,
     pulls,
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
     routers = [
         Router("/", route_handlers=[*ops.ROUTES, *people.ROUTES, *tenants.ROUTES,
                                     *appliances.ROUTES, *runs.ROUTES, *tokens.ROUTES,
-                                    *pulls.ROUTES],
+                                    *pulls.ROUTES, *history.ROUTES],
                **guarded),
         # Git authenticates with HTTP basic and a personal access token itself
         # (api/routes/git.py), checking the same PERMISSIONS rules.

@@ -106,6 +106,8 @@ PERMISSIONS: dict[str, Rule] = {
     "pulls.close": _rule("tenant", "admin", "operator"),
     "pulls.revert": _rule("tenant", "admin", "operator"),
     "branches.write": _rule("tenant", "admin", "operator"),
+    "history.list": _rule("tenant", *_PEOPLE),
+    "audit.list": _rule("tenant", "admin", "operator", "auditor"),
 }
 """Route (``opt["permission"]``) -> scope and the roles allowed."""
 

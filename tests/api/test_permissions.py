@@ -76,6 +76,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/tenants"):                                 "ok  ok  ok  ok  ok  401 401",
     ("GET", "/api/v1/tenants/{tenant}"):                        "ok  ok  ok  ok  404 401 401",
     ("GET", "/api/v1/tenants/{tenant}/appliances"):             "ok  ok  ok  ok  404 401 401",
+    ("GET", "/api/v1/tenants/{tenant}/audit"):                  "ok  ok  403 ok  404 401 401",
+    ("GET", "/api/v1/tenants/{tenant}/history"):                "ok  ok  ok  ok  404 401 401",
     ("GET", "/api/v1/tenants/{tenant}/pulls"):                  "ok  ok  ok  ok  404 401 401",
     ("GET", "/api/v1/tenants/{tenant}/pulls/{number}"):         "ok  ok  ok  ok  404 401 401",
     ("GET", "/api/v1/tenants/{tenant}/pulls/{number}/diff"):    "ok  ok  ok  ok  404 401 401",

@@ -7,8 +7,11 @@ branches, the API is called over HTTP with people's JWTs.
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pygit2
 import pytest
@@ -16,6 +19,7 @@ import pytest
 from engine.repos.store import RepoStore
 from tests.api.conftest import World
 from tests.api.gitclient import authed, git, http_server, make_token
+from tests.api.test_heartbeat import beat
 
 PULLS = "/api/v1/tenants/acme/pulls"
 
@@ -118,6 +122,41 @@ async def test_push_open_fail_fix_approve_merge_revert(server, api, world, tmp_p
         "Pull-Request: #4\nRequested-by: operator\nApproved-by: admin\nMerged-by: operator\n")
     again = await api.post(f"{PULLS}/{n}/merge", headers=as_(world, "admin"))
     assert again.status_code == 409
+
+    # the chain: a run at the merge commit, then the heartbeat that confirms it
+    conn = await asyncpg.connect(world.settings.database_url)
+    run_id = await conn.fetchval(
+        """INSERT INTO reconcile_runs (tenant_id, appliances, revision, status)
+           VALUES ($1, $2, $3, 'succeeded') RETURNING id""", world.tenant_ids["acme"],
+        [uuid.UUID(world.appliance_ids["acme/front-office"])], commit)
+    await conn.close()
+    beat_answer = await api.post("/api/v1/heartbeat", headers=as_(world, "appliance"),
+                                 json=beat(1, applied_revision=commit))
+    assert beat_answer.status_code in (200, 202), beat_answer.text
+    history = (await api.get("/api/v1/tenants/acme/history", params={"path": "users.yaml"},
+                             headers=as_(world, "auditor"))).json()
+    assert [h["commit"] for h in history] == [commit, world.heads["acme"]]
+    assert history[0]["trailers"] == {"Pull-Request": ["#4"], "Requested-by": ["operator"],
+                                      "Approved-by": ["admin"], "Merged-by": ["operator"]}
+    assert history[0]["paths"] == ["users.yaml"]
+    by_lab = (await api.get("/api/v1/tenants/acme/history", params={"appliance": "lab"},
+                            headers=as_(world, "auditor"))).json()
+    assert [h["commit"] for h in by_lab] == [commit, world.heads["acme"]]
+    trail = (await api.get("/api/v1/tenants/acme/audit", headers=as_(world, "auditor"))).json()
+    change = trail["changes"][0]
+    assert (change["pull_request"]["number"], change["pull_request"]["author"],
+            change["approved_by"], change["merged_by"], change["merge_commit"]) == (
+        4, "operator", ["admin"], "operator", commit)
+    assert [(r["id"], r["appliances"]) for r in change["runs"]] == [(run_id, ["front-office"])]
+    assert [c["appliance"] for c in change["confirmed"]] == ["front-office"]
+    assert {"pull.open", "pull.merge", "git.push", "pull.review.approve"} <= {
+        e["action"] for e in trail["events"]}
+    export = await api.get("/api/v1/tenants/acme/audit", params={"format": "jsonl"},
+                           headers=as_(world, "auditor"))
+    assert export.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in export.text.splitlines()]
+    assert lines[0]["type"] == "change" and lines[0]["merge_commit"] == commit
+    assert {line["type"] for line in lines[1:]} == {"event"}
 
     reverted = await api.post(f"{PULLS}/{n}/revert", headers=as_(world, "operator"))
     assert reverted.status_code == 201, reverted.text
