@@ -30,11 +30,24 @@ from api.desired import DesiredRevisions
 from api.errors import EXCEPTION_HANDLERS
 from api.observability import RequestIdMiddleware, configure_logging
 from api.ratelimit import STORE_NAME, by_address, by_bearer, limit
-from api.routes import appliances, auth, heartbeat, ops, people, runs, tenants
+from api.routes import (
+    appliances,
+    auth,
+    git,
+    heartbeat,
+    history,
+    ops,
+    people,
+    pulls,
+    runs,
+    tenants,
+    tokens,
+)
 from engine.db.appliances import TokenResolver
 from engine.db.heartbeats import HeartbeatWriter
 from engine.db.migrate import apply_migrations
 from engine.db.pool import create_pool
+from engine.pulls.service import PullRequests
 from engine.reconcile.queue import ReconcileQueue
 from engine.reconcile.triggers import HeartbeatTrigger
 from engine.repos.reader import SnapshotReader
@@ -68,6 +81,11 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
                                          reader=reader, pool=pool))
             queue = ReconcileQueue(redis)
             ctx.extra["queue"] = queue
+            ctx.extra["reader"] = reader
+            pull_requests = PullRequests(pool=pool, store=RepoStore(settings.repos_dir),
+                                         reader=reader, queue=queue)
+            ctx.extra["pulls"] = pull_requests
+            ctx.extra["on_push"] = pull_requests.on_push
             ctx.extra["heartbeat_trigger"] = HeartbeatTrigger(
                 queue=queue, redis=redis, reader=reader, store=RepoStore(settings.repos_dir))
             app.state.ctx = ctx
@@ -77,6 +95,7 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
             gc.collect()
             gc.freeze()
             yield
+            await pull_requests.aclose()
             await ctx.writer.close()
             await ctx.tokens.close()
         finally:
@@ -86,7 +105,12 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
     guarded = {"guards": [authorize], "dependencies": DEPENDENCIES}
     routers = [
         Router("/", route_handlers=[*ops.ROUTES, *people.ROUTES, *tenants.ROUTES,
-                                    *appliances.ROUTES, *runs.ROUTES], **guarded),
+                                    *appliances.ROUTES, *runs.ROUTES, *tokens.ROUTES,
+                                    *pulls.ROUTES, *history.ROUTES],
+               **guarded),
+        # Git authenticates with HTTP basic and a personal access token itself
+        # (api/routes/git.py), checking the same PERMISSIONS rules.
+        Router("/", route_handlers=git.ROUTES),
         Router("/", route_handlers=auth.ROUTES, **guarded, middleware=[
             limit("login", limits.login_per_minute_per_address, by_address).middleware]),
         Router("/", route_handlers=heartbeat.ROUTES, **guarded, middleware=[
@@ -100,7 +124,7 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
         middleware=[
             RequestIdMiddleware,
             prometheus.middleware,
-            DefineMiddleware(HearthAuthenticationMiddleware, exclude=PUBLIC_PATHS),
+            DefineMiddleware(HearthAuthenticationMiddleware, exclude=[*PUBLIC_PATHS, "^/git/"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         stores={STORE_NAME: RedisStore(redis, namespace="hearth-ratelimit",

@@ -92,6 +92,22 @@ PERMISSIONS: dict[str, Rule] = {
     "appliances.runs": _rule("appliance", "admin", "operator", "auditor"),
     "runs.get": _rule("run", "admin", "operator", "auditor"),
     "runs.events": _rule("run", "admin", "operator", "auditor"),
+    "tokens.create": _rule("global", *_PEOPLE),
+    "tokens.list": _rule("global", *_PEOPLE),
+    "tokens.revoke": _rule("global", *_PEOPLE),
+    "git.read": _rule("tenant", *_PEOPLE),
+    "git.push": _rule("tenant", "admin", "operator"),
+    "pulls.list": _rule("tenant", *_PEOPLE),
+    "pulls.get": _rule("tenant", *_PEOPLE),
+    "pulls.diff": _rule("tenant", *_PEOPLE),
+    "pulls.create": _rule("tenant", "admin", "operator", "customer"),
+    "pulls.review": _rule("tenant", "admin", "operator"),
+    "pulls.merge": _rule("tenant", "admin", "operator"),
+    "pulls.close": _rule("tenant", "admin", "operator"),
+    "pulls.revert": _rule("tenant", "admin", "operator"),
+    "branches.write": _rule("tenant", "admin", "operator"),
+    "history.list": _rule("tenant", *_PEOPLE),
+    "audit.list": _rule("tenant", "admin", "operator", "auditor"),
 }
 """Route (``opt["permission"]``) -> scope and the roles allowed."""
 

@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands",                 # serve
     "engine.appliances.commands",   # appliance-image build, appliance-sim up
     "engine.reconcile.commands",    # worker, app list|get|diff|sync
+    "engine.pulls.commands",        # token create|list|revoke, pr list|show|create|diff|...
+    "engine.audit.commands",        # history, audit [--jsonl]
     "engine.demo",                  # demo (the README's run command)
 )
 

@@ -532,6 +532,17 @@ class MaintenanceWindow(Strict):
     timezone: Annotated[str, Field(max_length=64), NO_CONTROL] = "UTC"
 
 
+class PullRequestPolicy(Strict):
+    """Merge rules of the tenant's pull requests (and who may skip them)."""
+
+    required_approvals: Annotated[int, Field(ge=0, le=10)] = 1
+    """Approvals by operators or admins, at the head commit, before a merge."""
+    allow_self_approval: bool = False
+    """Whether an author's own approval counts."""
+    allow_direct_push: bool = False
+    """Admins may push to main directly (still validated); nobody else ever may."""
+
+
 class Policies(Strict):
     auto_sync: bool = True
     """Apply changes of main without an operator's sync."""
@@ -541,6 +552,7 @@ class Policies(Strict):
     """Remove what Hearth created and the YAML no longer lists."""
     maintenance_windows: list[MaintenanceWindow] = []
     """Empty means any time."""
+    pull_requests: PullRequestPolicy = PullRequestPolicy()
 
 
 class TenantSpec(Strict):

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pygit2
 import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
@@ -26,6 +27,7 @@ from engine.db.people import hash_password
 from engine.db.pool import create_pool
 from engine.repos.store import RepoStore, signature
 from engine.settings import Settings
+from tests.api.pullseed import seed_pulls
 from tests.db.pg import Databases, run_sync
 from tests.services import API_DB, redis_url
 
@@ -101,8 +103,21 @@ def settings(api_database_url: str, repos: tuple[Path, dict[str, str]],
     })
 
 
+def reset_repos(settings: Settings, heads: dict[str, str]) -> None:
+    """Every tenant repo back to its first commit on main and no other branch (tests push,
+    merge and open pull requests)."""
+    store = RepoStore(settings.repos_dir)
+    for tenant, head in heads.items():
+        repo = store.open(tenant)
+        for name in list(repo.references):
+            if name.startswith("refs/heads/") and name != "refs/heads/main":
+                repo.references.delete(name)
+        repo.references["refs/heads/main"].set_target(pygit2.Oid(hex=head))
+
+
 async def seed(settings: Settings, heads: dict[str, str]) -> World:
     world = World(settings=settings, heads=heads)
+    reset_repos(settings, heads)
     redis = Redis.from_url(settings.redis_url)
     await redis.flushdb()
     await redis.aclose()
@@ -137,6 +152,9 @@ async def seed(settings: Settings, heads: dict[str, str]) -> World:
                        VALUES ($1, $2, $3, 'succeeded', now(), now()) RETURNING id""",
                     world.tenant_ids[tenant],
                     [uuid.UUID(world.appliance_ids[f"{tenant}/{APPLIANCE}"])], heads[tenant])
+            await seed_pulls(conn, settings, tenant_id=world.tenant_ids["acme"],
+                             main=heads["acme"], author_id=world.person_ids["operator"],
+                             approver_id=world.person_ids["admin"])
     finally:
         await pool.close()
     return world
