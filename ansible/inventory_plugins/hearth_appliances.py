@@ -50,6 +50,15 @@ options:
     default: 15
 """
 
+EXAMPLES = r"""
+# inventory/appliances.yml; the token is read from $HEARTH_API_TOKEN, never from the file.
+plugin: hearth_appliances
+api_url: https://hearth.example
+tenant: brightsmile
+token_env: HEARTH_API_TOKEN
+ssh_user: hearth
+"""
+
 
 class InventoryModule(BaseInventoryPlugin):
     NAME = "hearth_appliances"

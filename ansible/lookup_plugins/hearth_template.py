@@ -6,51 +6,85 @@ call copies all variables of the host, extravars included. Hearth's extravars
 hold every appliance of a run, so each render cost O(appliances) and a run
 O(appliances^2) (measured: the domain-files task of one host took 3.9 s instead
 of 0.55 s with 25 appliances in the run). The template only reads variables
-and the lookup only adds keys, so a shallow copy is enough. Everything else is
-the stock lookup's behaviour, options included.
+and the lookup only adds keys to its copy, so a shallow copy is enough.
+
+Contract: this is the stock lookup itself (options, search path, trust,
+``template_vars``), called with the variables in a dict whose ``deepcopy`` is
+a shallow copy. No private ansible-core API is used, so a later ansible-core
+keeps working; if its lookup stops deep-copying, nothing changes here.
+``tests/ansible/test_template_lookup.py`` checks that no variable's value is
+copied and that the output equals the stock lookup's.
 """
 
 from __future__ import annotations
 
-import os
-
-from ansible._internal._templating import _template_vars
-from ansible._internal._templating._engine import TemplateOptions, TemplateOverrides
-from ansible.errors import AnsibleError
-from ansible.plugins.lookup.template import DOCUMENTATION as _STOCK_DOCUMENTATION
 from ansible.plugins.lookup.template import LookupModule as _StockTemplateLookup
-from ansible.template import trust_as_template
 
-DOCUMENTATION = _STOCK_DOCUMENTATION.replace("name: template", "name: hearth_template", 1)
+# A literal, not derived from the stock lookup's: ansible-doc and the plugin
+# loader read it without importing the file. The stock options this lookup
+# honours; jinja2_native and convert_data (deprecated, unused) are left out.
+DOCUMENTATION = """
+    name: hearth_template
+    author: Hearth
+    short_description: retrieve contents of file after templating with Jinja2, without copying every variable
+    description:
+      - The stock M(ansible.builtin.template) lookup (same options, search path and trust rules)
+        without its deep copy of every host variable on each call (with Hearth's extravars, a
+        cost per render that grew with the number of appliances in the run).
+      - Returns a list of strings, one per template, each the result of rendering it.
+    options:
+      _terms:
+        description: list of files to template
+      variable_start_string:
+        description: The string marking the beginning of a print statement.
+        default: '{{'
+        type: str
+      variable_end_string:
+        description: The string marking the end of a print statement.
+        default: '}}'
+        type: str
+      template_vars:
+        description: A dictionary, the keys become additional variables available for templating.
+        default: {}
+        type: dict
+      comment_start_string:
+        description: The string marking the beginning of a comment statement.
+        type: str
+        default: '{#'
+      comment_end_string:
+        description: The string marking the end of a comment statement.
+        type: str
+        default: '#}'
+      trim_blocks:
+        description:
+          - Determine when newlines should be removed from blocks.
+          - When set to V(yes) the first newline after a block is removed (block, not variable tag!).
+        type: bool
+        default: yes
+"""
+
+EXAMPLES = """
+- name: Render a zone file with one extra variable
+  ansible.builtin.debug:
+    msg: "{{ lookup('hearth_template', 'zone.db.j2', template_vars={'zone': zone}) }}"
+"""
+
+RETURN = """
+_raw:
+  description: file(s) content after templating
+  type: list
+  elements: raw
+"""
+
+
+class _ShallowOnDeepcopy(dict):
+    """The host's variables, for a lookup that deep-copies them: copied one level only."""
+
+    def __deepcopy__(self, memo: dict) -> dict:
+        return dict(self)
 
 
 class LookupModule(_StockTemplateLookup):
 
     def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
-        overrides = TemplateOverrides.from_kwargs({
-            name: self.get_option(name)
-            for name in ("variable_start_string", "variable_end_string",
-                         "comment_start_string", "comment_end_string", "trim_blocks")
-        })
-        ret = []
-        for term in terms:
-            lookupfile = self.find_file_in_search_path(variables, "templates", term)
-            if not lookupfile:
-                raise AnsibleError(f"the template file {term} could not be found for the lookup")
-            template_data = trust_as_template(self._loader.get_text_file_contents(lookupfile))
-            searchpath = []
-            for path in variables.get("ansible_search_path", []):
-                searchpath += [os.path.join(path, "templates"), path]
-            searchpath.insert(0, os.path.dirname(lookupfile))
-            template_vars = dict(variables)  # shallow: the point of this plugin
-            template_vars.update(_template_vars.generate_ansible_template_vars(
-                path=term, fullpath=lookupfile,
-                include_ansible_managed="ansible_managed" not in template_vars,
-            ))
-            template_vars.update(self.get_option("template_vars"))
-            templar = self._templar.copy_with_new_env(available_variables=template_vars,
-                                                      searchpath=searchpath)
-            ret.append(templar._engine.template(template_data, options=TemplateOptions(
-                escape_backslashes=False, overrides=overrides)))
-        return ret
+        return super().run(terms, variables=_ShallowOnDeepcopy(variables or {}), **kwargs)

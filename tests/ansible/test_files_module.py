@@ -171,7 +171,7 @@ def test_main_cf_with_an_invalid_parameter_is_refused_before_replacing(root: Pat
                                                                       tmp_path: Path) -> None:
     """The mail role's own main.cf check (read from its vars) on a bad numeric value."""
     mail_vars = yaml.safe_load((ANSIBLE_DIR / "roles/mail/vars/main.yml").read_text())
-    (main_cf,) = [f for f in mail_vars["hearth_mail_changes"]["files"]
+    (main_cf,) = [f for f in mail_vars["mail_changes"]["files"]
                   if f["path"] == "/etc/postfix/main.cf"]
     before = (root / "etc/postfix/main.cf").read_text()
     bad = before + "message_size_limit = lots\n"

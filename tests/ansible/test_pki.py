@@ -220,10 +220,11 @@ def test_the_pki_batch_reloads_the_services_that_read_certificates(tmp_path: Pat
         f"---\nhearth: !unsafe {to_flow_yaml(extravars['hearth'])}\n")
     (tmp_path / "show.yml").write_text(json.dumps([{
         "hosts": "all", "gather_facts": False,
-        "vars_files": [str(ANSIBLE_DIR / "roles/pki/vars/main.yml")],
+        "vars_files": [str(ANSIBLE_DIR / "roles/pki/defaults/main.yml"),
+                       str(ANSIBLE_DIR / "roles/pki/vars/main.yml")],
         "vars": {"appliance": "{{ hearth.appliances[inventory_hostname] }}"},
         "tasks": [{"name": "show", "ansible.builtin.debug": {
-            "msg": "{{ hearth_pki_changes.on_change | to_json }}"}}],
+            "msg": "{{ pki_changes.on_change | to_json }}"}}],
     }]))
     env = {"ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
            "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
