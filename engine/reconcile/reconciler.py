@@ -49,10 +49,9 @@ import asyncpg
 from redis.asyncio import Redis
 
 from engine.db import appliances as appliance_db
-from engine.db import heartbeats as heartbeat_db
 from engine.db import runs as run_db
 from engine.db import tenants as tenant_db
-from engine.errors import ConfigError, ExecutionError, HearthError, NotFoundError
+from engine.errors import ExecutionError, HearthError, NotFoundError
 from engine.execution.ansible import AnsibleExecutor, RunResult
 from engine.execution.extravars import (
     ManagedInventory,
@@ -66,10 +65,10 @@ from engine.execution.extravars import (
 )
 from engine.execution.workspace import Target
 from engine.planning.health import HeartbeatSummary, RunSummary, StatusInputs, status_after
-from engine.planning.normalize import CanonicalState, normalize_desired
-from engine.planning.plan import ApplyResult, build_plan, next_inventory
+from engine.planning.plan import ApplyResult, next_inventory
 from engine.planning.policy import Decision, decide
 from engine.reconcile.queue import Claim, ReconcileQueue
+from engine.reconcile.source import DesiredSource, stored_inventory
 from engine.reconcile.triggers import mark_settled
 from engine.repos.reader import DesiredSnapshot, SnapshotReader
 from engine.repos.store import RepoStore
@@ -142,6 +141,7 @@ class Reconciler:
     def __init__(self, *, settings: Settings, pool: asyncpg.Pool, redis: Redis,
                  queue: ReconcileQueue,
                  reader: SnapshotReader, executor: AnsibleExecutor, worker_id: str,
+                 source: DesiredSource | None = None,
                  roots_dir: Path | None = None,
                  heartbeat_interval: timedelta = DEFAULT_HEARTBEAT_INTERVAL,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -149,15 +149,13 @@ class Reconciler:
         self.pool = pool
         self.redis = redis
         self.queue = queue
-        self.reader = reader
-        self.store = RepoStore(settings.repos_dir)
+        self.source = source or DesiredSource(store=RepoStore(settings.repos_dir), reader=reader)
         self.executor = executor
         self.worker_id = worker_id
         self.roots_dir = roots_dir or settings.data_dir / "appliances"
         self.heartbeat_interval = heartbeat_interval
         self.now = now
         self.max_failures = queue.backoff.max_failures
-        self._canonicals: dict[tuple[str, str, str], CanonicalState] = {}
 
     # ------------------------------------------------------------------ #
     # The pass
@@ -206,7 +204,8 @@ class Reconciler:
     async def _locked_pass(self, conn: asyncpg.Connection, tenant_row: dict[str, Any],
                            locked: list[Member], members: list[Member]) -> PassReport:
         tenant = tenant_row["name"]
-        snapshot, config_error = await self._source(conn, tenant_row)
+        selection = await self.source.select(conn, tenant_row)
+        snapshot, config_error = selection.snapshot, selection.config_error
         run_ids: list[int] = []
         try:
             if snapshot is None:
@@ -232,45 +231,9 @@ class Reconciler:
         return PassReport(tenant, snapshot.commit, run_ids, {m.name: m.outcome for m in members},
                           config_error)
 
-    def _canonical(self, snapshot: DesiredSnapshot, desired: DesiredAppliance) -> CanonicalState:
-        """Desired state normalised once per (tenant, appliance, revision): resyncs and
-        heartbeat-triggered passes plan the same revision many times."""
-        key = (snapshot.tenant, desired.name, snapshot.commit)
-        found = self._canonicals.get(key)
-        if found is None:
-            if len(self._canonicals) >= 20_000:
-                self._canonicals.clear()
-            found = self._canonicals[key] = normalize_desired(desired)
-        return found
-
     # ------------------------------------------------------------------ #
     # Steps
     # ------------------------------------------------------------------ #
-
-    async def _source(self, conn: asyncpg.Connection, tenant_row: dict[str, Any]
-                      ) -> tuple[DesiredSnapshot | None, str | None]:
-        """The snapshot to apply: head of main when valid, else the last good revision."""
-        tenant = tenant_row["name"]
-        repo = self.store.open(tenant)
-        head = self.store.head(tenant)
-        if head is None:
-            return None, "the repository has no main branch"
-        try:
-            snapshot = await asyncio.to_thread(self.reader.load, repo, head, tenant=tenant)
-        except ConfigError as exc:
-            if tenant_row.get("validated_revision") != head:
-                await tenant_db.record_validation(conn, tenant_id=tenant_row["id"], revision=head,
-                                                  errors=[i.as_dict() for i in exc.issues])
-            message = (f"revision {head[:12]} of main is invalid and was not applied: "
-                       + "; ".join(str(i) for i in exc.issues[:5]))
-            good = tenant_row.get("last_good_revision")
-            if good is None:
-                return None, message
-            return await asyncio.to_thread(self.reader.load, repo, good, tenant=tenant), message
-        if tenant_row.get("validated_revision") != head:
-            await tenant_db.record_validation(conn, tenant_id=tenant_row["id"], revision=head,
-                                              errors=[])
-        return snapshot, None
 
     async def _plan(self, conn: asyncpg.Connection, snapshot: DesiredSnapshot,
                     member: Member) -> None:
@@ -279,21 +242,17 @@ class Reconciler:
         except NotFoundError:
             member.outcome = "done"  # registered but no longer in git: nothing to converge
             return
-        latest = await heartbeat_db.latest(conn, member.id)
-        if latest is not None:
-            member.observed = ObservedState.model_validate(latest["observed"])
-            member.received_at = latest["received_at"]
+        seen = await self.source.observation(conn, member.id)
+        member.observed, member.received_at = seen.observed, seen.received_at
         member.status_row = await run_db.get_status(conn, member.id)
         stored = (member.status_row or {}).get("inventory") or {}
-        member.plan_inventory = Inventory.model_validate(stored.get("plan") or {})
+        member.plan_inventory = stored_inventory(member.status_row)
         member.ansible_inventory = ManagedInventory.from_dict(stored.get("ansible"))
         member.applied_revision = (member.status_row or {}).get("applied_revision")
         member.failures = (member.status_row or {}).get("consecutive_failures") or 0
-        member.plan = build_plan(desired=member.desired, observed=member.observed,
-                                 inventory=member.plan_inventory,
-                                 policy=member.desired.policies, revision=snapshot.commit,
-                                 now=self.now(),
-                                 desired_canonical=self._canonical(snapshot, member.desired))
+        member.plan = self.source.plan(desired=member.desired, revision=snapshot.commit,
+                                       observed=member.observed,
+                                       inventory=member.plan_inventory, now=self.now())
         member.requests = await run_db.claim_queued(conn, member.id)
         manual = bool(member.requests)
         if manual:
