@@ -18,12 +18,10 @@ with ``engine.planning.health`` without touching the routes.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from api.models import ApplianceOut
 from schemas.status import ApplianceStatus, Condition, HealthStatus, SyncStatus
-
-if TYPE_CHECKING:
-    from api.models import ApplianceOut
 
 HEARTBEAT_INTERVAL = timedelta(seconds=30)
 MISSING_AFTER = 3 * HEARTBEAT_INTERVAL
@@ -72,8 +70,6 @@ def _status(sync: SyncStatus, health: HealthStatus, ready: str, reason: str, mes
 def appliance_view(row: dict[str, Any], *, desired_revision: str | None, now: datetime
                    ) -> ApplianceOut:
     """The API's view of one appliance from ``engine.db.appliances.status_row``."""
-    from api.models import ApplianceOut
-
     return ApplianceOut(
         id=row["id"], tenant=row["tenant"], name=row["name"], hostname=row["hostname"],
         status=status_of(row, desired_revision=desired_revision, now=now),

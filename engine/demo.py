@@ -89,6 +89,7 @@ def demo_environment(port: int) -> dict[str, str]:
 
 
 async def _prepare(env: dict[str, str], names: list[str] | None) -> list[str]:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.db import appliances, people, tenants
     from engine.db.migrate import apply_migrations
     from engine.db.pool import create_pool
@@ -133,6 +134,7 @@ async def _prepare(env: dict[str, str], names: list[str] | None) -> list[str]:
 
 
 def _roots(env: dict[str, str], names: list[str]) -> dict[str, Path]:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.appliances.image import build_image
     from engine.appliances.sim import clone_roots
 
@@ -164,6 +166,7 @@ async def _agents(roots: dict[str, Path], interval: float, stop: asyncio.Event) 
 
 
 async def _status(env: dict[str, str]) -> list[dict[str, object]]:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.db import appliances, tenants
     from engine.db.pool import create_pool
 
@@ -202,6 +205,7 @@ def _spawn(env: dict[str, str], args: argparse.Namespace) -> list[subprocess.Pop
 
 
 async def _run(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.repos.store import RepoStore
 
     env = demo_environment(args.port)

@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.names import OBJECT_NAME, ObjectName
+
 API_VERSION = "hearth/v1"
 
 SHARE_ROOTS: tuple[str, ...] = ("/srv",)
@@ -61,7 +63,6 @@ _SSH_KEY = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
     r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n\r]{0,200})?$"
 )
-_OBJECT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -176,7 +177,6 @@ Text = Annotated[str, Field(max_length=256), AfterValidator(_check_text)]
 VaultValue = Annotated[str, AfterValidator(_check_vault)]
 SharePath = Annotated[str, AfterValidator(_check_share_path)]
 SshKey = Annotated[str, AfterValidator(_check_ssh_key)]
-ObjectName = Annotated[str, Field(pattern=_OBJECT_NAME.pattern)]
 Ttl = Annotated[int, Field(ge=60, le=604800)]
 
 
@@ -506,7 +506,7 @@ def kind_for_path(path: str) -> str | None:
     if path == GROUPS_FILE:
         return "Groups"
     directory, _, name = path.rpartition("/")
-    if directory == APPLIANCES_DIR and name.endswith(".yaml") and _OBJECT_NAME.fullmatch(name[:-5]):
+    if directory == APPLIANCES_DIR and name.endswith(".yaml") and OBJECT_NAME.fullmatch(name[:-5]):
         return "Appliance"
     return None
 

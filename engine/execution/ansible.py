@@ -148,6 +148,7 @@ class AnsibleExecutor:
         timeout: int | None = None,
     ) -> RunResult:
         """Run ``playbook`` (``site`` with ``domains`` as tags, or a domain's own) and wait."""
+        # ~0.3 s to import; only a run needs it
         import ansible_runner
 
         if playbook not in PLAYBOOKS:

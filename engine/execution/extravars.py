@@ -38,7 +38,7 @@ from typing import Any
 from Crypto.Hash import MD4
 
 from engine.errors import InvalidInputError
-from engine.planning.plan import samba_account_names
+from schemas.accounts import samba_account_names
 from schemas.config import DesiredAppliance, Share, Zone
 
 NAMESPACE = "hearth"
@@ -97,6 +97,7 @@ class Secrets:
 
 def decrypt_vault_value(value: str, password: str) -> str:
     """Decrypt one ``ansible-vault encrypt_string`` value (``$ANSIBLE_VAULT;1.1;AES256...``)."""
+    # ansible is slow to import; only vault values need it
     from ansible.parsing.vault import AnsibleVaultError, VaultLib, VaultSecret
 
     vault = VaultLib([("default", VaultSecret(password.encode()))])

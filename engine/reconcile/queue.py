@@ -51,9 +51,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from engine.errors import InvalidInputError
+from schemas.names import OBJECT_NAME
 
-_NAME = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_KEY = re.compile(rf"^({_NAME})/({_NAME})$")
 _POLL_MS = 50
 _STATE_TTL_S = 7 * 24 * 3600
 
@@ -197,10 +196,10 @@ class Backoff:
 
 def check_key(key: str) -> tuple[str, str]:
     """``tenant/appliance`` -> ``(tenant, appliance)``; anything else is refused."""
-    match = _KEY.fullmatch(key)
-    if match is None:
+    tenant, _, name = key.partition("/")
+    if not (OBJECT_NAME.fullmatch(tenant) and OBJECT_NAME.fullmatch(name)):
         raise InvalidInputError(f"queue key {key!r} is not 'tenant/appliance'")
-    return match.group(1), match.group(2)
+    return tenant, name
 
 
 def _fingerprint(revision: str | None, plan_hash: str | None) -> str:

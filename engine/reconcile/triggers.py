@@ -103,6 +103,7 @@ async def watch_heads(queue: ReconcileQueue, reader: SnapshotReader, store: Repo
                                                                Awaitable[None]] | None = None
                       ) -> None:
     """Watch REPOS_DIR for moves of any tenant's main and enqueue what changed."""
+    # only the worker watches; the API imports this module too
     from watchfiles import awatch
 
     store.repos_dir.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from redis.asyncio import Redis
+
+from engine.db.migrate import apply_migrations
+from engine.db.pool import create_pool
+from engine.execution.ansible import AnsibleExecutor
 from engine.reconcile.queue import Claim, ReconcileQueue
 from engine.reconcile.reconciler import Member, Reconciler
 from engine.reconcile.triggers import resync_loop, watch_heads
+from engine.repos.reader import SnapshotReader
+from engine.repos.store import RepoStore
 from engine.settings import Settings
 
 log = logging.getLogger("hearth.worker")
@@ -57,14 +64,6 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
 
     async def run(self, stop: asyncio.Event) -> None:
-        from redis.asyncio import Redis
-
-        from engine.db.migrate import apply_migrations
-        from engine.db.pool import create_pool
-        from engine.execution.ansible import AnsibleExecutor
-        from engine.repos.reader import SnapshotReader
-        from engine.repos.store import RepoStore
-
         settings = self.settings
         await apply_migrations(settings.database_url)
         pool = await create_pool(settings.database_url, min_size=2, max_size=6)

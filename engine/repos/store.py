@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,13 +25,13 @@ from pathlib import Path
 import pygit2
 
 from engine.errors import ConflictError, InvalidInputError, NotFoundError
+from schemas.names import OBJECT_NAME
 
-TENANT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 MAIN = "refs/heads/main"
 
 
 def check_tenant_name(name: str) -> str:
-    if not TENANT_NAME.fullmatch(name):
+    if not OBJECT_NAME.fullmatch(name):
         raise InvalidInputError(
             f"tenant name {name!r} must be 1-63 lower-case letters, digits or hyphens, "
             "not starting or ending with a hyphen"
