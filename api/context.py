@@ -42,7 +42,6 @@ class Limits:
     """Default request body limit of every other route."""
     jwt_lifetime_seconds: int = 900
     history_per_appliance: int = 32
-    heartbeat_interval_seconds: int = 30
 
 
 @dataclass(frozen=True, slots=True)

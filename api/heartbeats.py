@@ -96,4 +96,4 @@ async def receive_heartbeat(ctx: ApiContext, token: str, beat: Heartbeat) -> Hea
     return HeartbeatAck(
         accepted_sequence=beat.sequence,
         desired_revision=await ctx.revision(appliance["tenant"]),
-        next_interval_seconds=ctx.limits.heartbeat_interval_seconds)
+        next_interval_seconds=ctx.settings.agent_interval_seconds)

@@ -189,6 +189,8 @@ def _table(rows: list[dict[str, object]], head: str | None) -> str:
 
 def _spawn(env: dict[str, str], args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
     hearth = [sys.executable, "-m", "engine.cli"]
+    # The API (acknowledgements, Missing) and the worker (agents, Missing) share one interval.
+    env = {**env, "HEARTH_HEARTBEAT_INTERVAL": str(args.heartbeat_interval)}
     logs = Path(env["HEARTH_DATA_DIR"]) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / "api.log", "ab") as api_log:  # the child keeps its own copy of the fd
@@ -197,8 +199,7 @@ def _spawn(env: dict[str, str], args: argparse.Namespace) -> list[subprocess.Pop
     _log(f"API log: {logs / 'api.log'}")
     return [
         api,
-        subprocess.Popen([*hearth, "worker", "--heartbeat-interval", str(args.heartbeat_interval),
-                          "--resync-interval", "60",
+        subprocess.Popen([*hearth, "worker", "--resync-interval", "60",
                           "--roots-dir", str(Path(env["HEARTH_DATA_DIR"]) / "appliances")],
                          env=env),
     ]

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from schemas.names import OBJECT_NAME, ObjectName
+from schemas.plan import DOMAIN_ORDER
 
 API_VERSION = "hearth/v1"
 
@@ -796,8 +797,7 @@ class DesiredAppliance(Strict):
 
     def domains(self) -> list[str]:
         """Names of the domains this appliance runs, in apply order (pki first)."""
-        order = ["users", "pki", "dns", "samba", "mail"]
-        return [d for d in order if d == "users" or getattr(self, d) is not None]
+        return [d for d in DOMAIN_ORDER if d == "users" or getattr(self, d) is not None]
 
 
 def resolve_appliance(config: TenantConfig, name: str, *, tenant: str | None = None

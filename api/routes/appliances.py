@@ -26,7 +26,8 @@ async def get_appliance(appliance_id: FromPath[uuid.UUID], conn: Conn, ctx: Ctx,
                         tenant_row: TenantRow) -> ApplianceOut:
     row = await appliances.status_row(conn, appliance_id)
     desired = await ctx.revision(tenant_row["name"])
-    return appliance_view(row, desired_revision=desired, now=datetime.now(UTC))
+    return appliance_view(row, desired_revision=desired, now=datetime.now(UTC),
+                          heartbeat_interval=ctx.settings.heartbeat_interval)
 
 
 @post("/api/v1/appliances/{appliance_id:uuid}/token", opt={"permission": "appliances.rotate"},

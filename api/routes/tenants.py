@@ -44,7 +44,8 @@ async def list_appliances(tenant: FromPath[str], conn: Conn, ctx: Ctx,
     desired = await ctx.revision(tenant)
     now = datetime.now(UTC)
     rows = await appliances.status_rows(conn, tenant_id=tenant_row["id"])
-    return [appliance_view(row, desired_revision=desired, now=now) for row in rows]
+    return [appliance_view(row, desired_revision=desired, now=now,
+                           heartbeat_interval=ctx.settings.heartbeat_interval) for row in rows]
 
 
 @post("/api/v1/tenants/{tenant:str}/appliances", opt={"permission": "appliances.register"},

@@ -31,9 +31,11 @@ from typing import Any
 
 from engine.errors import ExecutionError, InvalidInputError
 from engine.execution.workspace import ANSIBLE_DIR, Target, prepare_workspace
+from schemas.plan import DOMAIN_ORDER
 
 DEFAULT_TIMEOUT = 1800
-DOMAINS = ("users", "pki", "dns", "samba", "mail", "agent")
+DOMAINS = (*DOMAIN_ORDER, "agent")
+"""Playbooks a run may be limited to: the plan's domains in apply order, and the agent."""
 PLAYBOOKS = (*DOMAINS, "site")
 _EXECUTION_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_unreachable"}
 _HOST_EVENTS = _EXECUTION_EVENTS | {"runner_on_skipped", "runner_item_on_ok",

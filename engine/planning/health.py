@@ -36,6 +36,7 @@ from typing import Literal
 
 from schemas.plan import Plan
 from schemas.status import (
+    MISSING_AFTER_INTERVALS,
     ApplianceStatus,
     Condition,
     ConditionType,
@@ -43,8 +44,6 @@ from schemas.status import (
     SyncStatus,
     transition_time,
 )
-
-MISSING_AFTER_INTERVALS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +65,7 @@ class RunSummary:
     error: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusInputs:
     now: datetime
     desired_revision: str | None
@@ -74,7 +73,8 @@ class StatusInputs:
     applied_revision: str | None = None
     """Revision of the last run that succeeded (or of the last empty plan)."""
     heartbeat: HeartbeatSummary | None = None
-    heartbeat_interval: timedelta = timedelta(seconds=60)
+    heartbeat_interval: timedelta
+    """``Settings.heartbeat_interval``: Missing after ``MISSING_AFTER_INTERVALS`` of them."""
     last_run: RunSummary | None = None
     failure_count: int = 0
     max_failures: int = 3

@@ -11,8 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--batch-size", type=int, default=25)
     worker.add_argument("--resync-interval", type=float, default=180.0,
                         help="seconds between periodic resyncs of every appliance")
-    worker.add_argument("--heartbeat-interval", type=float, default=60.0,
-                        help="agents' heartbeat interval (Missing after three)")
+    worker.add_argument("--heartbeat-interval", type=float, default=None,
+                        help="agents' heartbeat interval in seconds, Missing after three "
+                             "(default: HEARTH_HEARTBEAT_INTERVAL)")
     worker.add_argument("--roots-dir", type=Path,
                         help="appliance roots on this machine (<dir>/<tenant>/<name>)")
     worker.add_argument("--no-watch", action="store_true", help="do not watch REPOS_DIR")
@@ -27,9 +28,12 @@ def _worker(args: argparse.Namespace) -> int:
     from engine.settings import load_settings
 
     settings = load_settings()
+    if args.heartbeat_interval is not None:
+        settings = settings.model_copy(update={"heartbeat_interval_seconds":
+                                               args.heartbeat_interval})
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return run_worker(settings, WorkerOptions(
         batch_size=args.batch_size, resync_interval=args.resync_interval,
-        heartbeat_interval=args.heartbeat_interval, roots_dir=args.roots_dir,
+        roots_dir=args.roots_dir,
         watch=not args.no_watch))

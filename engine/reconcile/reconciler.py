@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,6 @@ from schemas.status import ApplianceStatus
 log = logging.getLogger("hearth.reconcile")
 
 LOCK_NAMESPACE = 0x4E4152  # the first int of every appliance advisory lock
-DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=60)
 
 
 def appliance_lock_sql() -> str:
@@ -143,7 +142,6 @@ class Reconciler:
                  reader: SnapshotReader, executor: AnsibleExecutor, worker_id: str,
                  source: DesiredSource | None = None,
                  roots_dir: Path | None = None,
-                 heartbeat_interval: timedelta = DEFAULT_HEARTBEAT_INTERVAL,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings
         self.pool = pool
@@ -153,7 +151,6 @@ class Reconciler:
         self.executor = executor
         self.worker_id = worker_id
         self.roots_dir = roots_dir or settings.data_dir / "appliances"
-        self.heartbeat_interval = heartbeat_interval
         self.now = now
         self.max_failures = queue.backoff.max_failures
 
@@ -308,7 +305,7 @@ class Reconciler:
                               secrets=Secrets(password_hashes=hashes,
                                               samba_passwords=smb_passwords, agent_token=token),
                               api_url=self.settings.api_url, revision=revision,
-                              agent_interval_seconds=int(self.heartbeat_interval.total_seconds()))
+                              agent_interval_seconds=self.settings.agent_interval_seconds)
 
     async def _run(self, conn: asyncpg.Connection, tenant_row: dict[str, Any],
                    snapshot: DesiredSnapshot, batch: list[Member]) -> int:
@@ -478,7 +475,7 @@ class Reconciler:
             applied = snapshot.commit
         status = status_after(StatusInputs(
             now=self.now(), desired_revision=snapshot.commit, applied_revision=applied,
-            heartbeat=heartbeat, heartbeat_interval=self.heartbeat_interval,
+            heartbeat=heartbeat, heartbeat_interval=self.settings.heartbeat_interval,
             last_run=run_summary, failure_count=member.failures,
             max_failures=self.max_failures, config_error=config_error), previous=previous)
         if member.decision is not None and not member.decision.run and not member.plan.empty \

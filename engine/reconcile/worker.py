@@ -24,7 +24,6 @@ import signal
 import socket
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -47,7 +46,6 @@ class WorkerOptions:
     batch_size: int = 25
     gather_ms: int = 300
     resync_interval: float = 180.0
-    heartbeat_interval: float = 60.0
     roots_dir: Path | None = None
     watch: bool = True
 
@@ -73,8 +71,7 @@ class Worker:
         reconciler = Reconciler(
             settings=settings, pool=pool, redis=redis, queue=queue, reader=reader,
             executor=AnsibleExecutor(data_dir=settings.data_dir), worker_id=self.worker_id,
-            roots_dir=self.options.roots_dir,
-            heartbeat_interval=timedelta(seconds=self.options.heartbeat_interval))
+            roots_dir=self.options.roots_dir)
         tasks = [asyncio.create_task(resync_loop(pool, redis, queue,
                                                  interval=self.options.resync_interval,
                                                  stop=stop))]
