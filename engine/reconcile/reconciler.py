@@ -64,7 +64,14 @@ from engine.execution.extravars import (
     samba_passwords,
 )
 from engine.execution.workspace import Target
-from engine.planning.health import HeartbeatSummary, RunSummary, StatusInputs, status_after
+from engine.planning.health import (
+    HeartbeatSummary,
+    RunSummary,
+    StatusInputs,
+    applied_after,
+    status_after,
+    with_decision,
+)
 from engine.planning.plan import ApplyResult, next_inventory
 from engine.planning.policy import Decision, decide
 from engine.reconcile.queue import Claim, ReconcileQueue
@@ -465,23 +472,15 @@ class Reconciler:
                 previous = ApplianceStatus.model_validate({
                     "sync": member.status_row["sync"], "health": member.status_row["health"],
                     "conditions": member.status_row["conditions"]})
-        applied = member.applied_revision
-        if heartbeat is not None and member.plan.in_sync and (
-                run_summary is None or run_summary.outcome == "running" or (
-                    run_summary.finished_at is not None
-                    and heartbeat.received_at >= run_summary.finished_at)):
-            # A heartbeat after our last run shows the box as this revision wants it: it is
-            # at this revision, whether a run took it there or the change did not touch it.
-            applied = snapshot.commit
+        applied = applied_after(applied_revision=member.applied_revision,
+                                desired_revision=snapshot.commit, heartbeat=heartbeat,
+                                last_run=run_summary)
         status = status_after(StatusInputs(
             now=self.now(), desired_revision=snapshot.commit, applied_revision=applied,
             heartbeat=heartbeat, heartbeat_interval=self.settings.heartbeat_interval,
             last_run=run_summary, failure_count=member.failures,
             max_failures=self.max_failures, config_error=config_error), previous=previous)
-        if member.decision is not None and not member.decision.run and not member.plan.empty \
-                and member.decision.reason not in ("Stalled",):
-            status = status.model_copy(update={
-                "message": f"{status.message}; {member.decision.message}".strip("; ")})
+        status = with_decision(status, plan=member.plan, decision=member.decision)
         await run_db.upsert_status(
             conn, member.id, sync=status.sync.value, health=status.health.value,
             conditions=[c.model_dump(mode="json") for c in status.conditions],
