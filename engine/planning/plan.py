@@ -1,6 +1,6 @@
 """The planner: ``(desired, observed, inventory, policy) -> Plan``, and the next inventory.
 
-``build_plan`` is the pure function of DESIGN.md invariant 5. It normalises both
+``build_plan`` is the pure function of docs/architecture.md, invariant 5. It normalises both
 sides (``normalize.py``), diffs each domain the desired appliance runs
 (``diff.py``) and returns a canonical ``Plan``. A domain the YAML leaves out
 (``None``) is not managed: no items, no extras, and its inventory is kept as

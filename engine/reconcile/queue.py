@@ -1,6 +1,6 @@
 """The reconcile work queue on Redis: which appliances to look at next, and when.
 
-It is a hint, never the truth (DESIGN.md invariant 3). An entry says only
+It is a hint, never the truth (docs/architecture.md, invariant 3). An entry says only
 "look at appliance ``tenant/name``"; the worker re-reads desired state from git
 and observed state from PostgreSQL and plans from scratch (level-triggered, as
 controller-runtime). Losing the queue (FLUSHALL, a Redis restart, a failover)
@@ -38,7 +38,7 @@ workers' clocks do not matter). Keys live under ``hearth:queue:<shard>:``; the
 per-appliance state key names the tenant (``...:state:<tenant>:<appliance>``)
 and keys are checked to be ``tenant/appliance`` object names, so one tenant's
 key can never address another's state. Shards let tenants be spread across
-worker pools by hash (DESIGN.md "Beyond one machine").
+worker pools by hash.
 """
 
 from __future__ import annotations

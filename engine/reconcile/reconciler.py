@@ -5,13 +5,13 @@ from the queue. The pass is level-triggered: it trusts nothing from the queue
 but the names, and re-reads everything:
 
 1. **Lock.** Take each appliance's PostgreSQL advisory lock on a connection
-   held for the whole pass (DESIGN.md invariant 4: the lock dies with the
+   held for the whole pass (docs/architecture.md, invariant 4: the lock dies with the
    worker). An appliance locked elsewhere is handed back to the queue. With
    the locks held, any run still marked ``running`` for them belongs to a dead
    worker and is marked ``interrupted``.
 2. **Source.** Read the head of the tenant's ``main`` through the snapshot
    reader. An invalid revision is recorded on the tenant and never applied:
-   the pass continues with the tenant's last good revision (invariant 8).
+   the pass continues with the tenant's last good revision (invariant 7).
 3. **Plan.** For each appliance: desired state at that revision, observed state
    from its latest heartbeat, its inventory, the tenant's policy -> ``Plan``
    (pure). Queued manual syncs for it are claimed.

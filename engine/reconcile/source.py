@@ -5,7 +5,7 @@ is answered here, so the reconciler, the heartbeat trigger, the API's config
 and diff routes (and later the pull request preview) cannot disagree:
 
 - **which revision applies** to a tenant: the head of ``main`` when it
-  validates, else the tenant's last good revision (invariant 8 of
+  validates, else the tenant's last good revision (invariant 7 of
   ``docs/architecture.md``). ``select`` is the reconciler's form, which also
   records the validation on the tenant row; ``revision`` and ``config`` are
   the read-only forms the API uses.

@@ -15,7 +15,7 @@
 (c) **periodic resync**: ``resync`` adds every registered appliance and every
     queued manual request; one worker does it per interval (a Redis lock),
     every worker runs the loop, so the fleet is re-derived from git and
-    PostgreSQL even after Redis lost everything (DESIGN.md invariant 3).
+    PostgreSQL even after Redis lost everything (docs/architecture.md, invariant 3).
 (d) **manual sync**: the API stores a queued run row and calls ``add``.
 """
 

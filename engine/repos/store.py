@@ -1,6 +1,6 @@
 """Tenant repositories: one bare git repository per tenant under REPOS_DIR.
 
-Git holds desired state and only git (DESIGN.md invariant 1). Every write
+Git holds desired state and only git (docs/architecture.md, invariant 1). Every write
 here builds a tree in memory from the branch tip and creates a commit whose
 first parent is that tip; the branch then moves only if it still points at
 the tip the caller saw (compare-and-swap, invariant 2), so two concurrent
