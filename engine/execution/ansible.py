@@ -80,6 +80,25 @@ class RunResult:
     def changed(self) -> int:
         return sum(h.changed for h in self.hosts.values())
 
+    @property
+    def failed_hosts(self) -> int:
+        return sum(1 for h in self.hosts.values() if not h.succeeded)
+
+    def record(self) -> dict[str, Any]:
+        """What the run row keeps as ``results``: status, duration, domains, per-host counts."""
+        return {"status": self.status, "duration": round(self.duration, 3), "domains": self.tags,
+                "hosts": {name: {"ok": host.ok, "changed": host.changed, "failed": host.failed,
+                                 "unreachable": host.unreachable, "skipped": host.skipped,
+                                 "executions": host.executions}
+                          for name, host in self.hosts.items()}}
+
+
+def run_record(result: RunResult | None, names: list[str]) -> dict[str, Any]:
+    """``result.record()``, or ``not-run`` for each appliance when Ansible never started."""
+    if result is None:
+        return {name: {"status": "not-run"} for name in names}
+    return result.record()
+
 
 def summarize_event(event: dict[str, Any]) -> dict[str, Any] | None:
     """The part of a runner event worth keeping: host, task, outcome, message."""

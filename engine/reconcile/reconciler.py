@@ -35,13 +35,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ from engine.db import appliances as appliance_db
 from engine.db import runs as run_db
 from engine.db import tenants as tenant_db
 from engine.errors import ExecutionError, HearthError, NotFoundError
-from engine.execution.ansible import AnsibleExecutor, RunResult
+from engine.execution.ansible import AnsibleExecutor, RunResult, run_record
 from engine.execution.extravars import (
     ManagedInventory,
     Secrets,
@@ -63,6 +62,7 @@ from engine.execution.extravars import (
     password_hashes,
     samba_passwords,
 )
+from engine.execution.processes import kill_orphans
 from engine.execution.workspace import Target
 from engine.planning.health import (
     HeartbeatSummary,
@@ -94,6 +94,19 @@ def appliance_lock_sql() -> str:
     return "SELECT pg_try_advisory_lock($1::int, hashtext($2::text))"
 
 
+class Outcome(StrEnum):
+    """What the worker tells the queue about one appliance after a pass."""
+
+    DONE = "done"
+    """Settled for now: converged, nothing to do, or not Hearth's to do."""
+    RETRY = "retry"
+    """The run failed on it: back off and try again (counted towards Stalled)."""
+    SKIPPED = "skipped"
+    """Not reached yet (the pass ended early); becomes DONE at the end of a pass."""
+    BUSY = "busy"
+    """Another worker holds its lock: re-queue shortly."""
+
+
 @dataclass
 class Member:
     """One appliance inside a pass: everything read about it, and what happened."""
@@ -116,8 +129,7 @@ class Member:
     run_error: str = ""
     applied_revision: str | None = None
     failures: int = 0
-    outcome: str = "skipped"
-    """What the worker tells the queue: done, retry, skipped, busy."""
+    outcome: Outcome = Outcome.SKIPPED
 
     @property
     def id(self) -> uuid.UUID:
@@ -137,7 +149,7 @@ class PassReport:
     tenant: str
     revision: str | None
     run_ids: list[int]
-    outcomes: dict[str, str]
+    outcomes: dict[str, Outcome]
     config_error: str | None = None
 
 
@@ -172,7 +184,7 @@ class Reconciler:
                 tenant_row = await tenant_db.get_tenant_by_name(lock_conn, tenant)
                 if tenant_row is None:
                     for m in members:
-                        m.outcome = "done"  # a key for a tenant that no longer exists
+                        m.outcome = Outcome.DONE  # a key for a tenant that no longer exists
                     return PassReport(tenant, None, [], {m.name: m.outcome for m in members})
                 for member in members:
                     if await self._lock(lock_conn, tenant_row, member):
@@ -197,11 +209,11 @@ class Reconciler:
             member.row = await appliance_db.get_appliance_by_name(
                 conn, tenant_id=tenant_row["id"], name=member.name)
         except NotFoundError:
-            member.outcome = "done"  # defined in git but not registered (or deleted): nothing to do
+            member.outcome = Outcome.DONE  # defined in git but not registered (or deleted): nothing to do
             return False
         got = await conn.fetchval(appliance_lock_sql(), LOCK_NAMESPACE, str(member.row["id"]))
         if not got:
-            member.outcome = "busy"
+            member.outcome = Outcome.BUSY
             return False
         return True
 
@@ -214,7 +226,7 @@ class Reconciler:
         try:
             if snapshot is None:
                 for m in locked:
-                    m.outcome = "done"
+                    m.outcome = Outcome.DONE
                 return PassReport(tenant, None, [], {m.name: m.outcome for m in members},
                                   config_error)
             for member in locked:
@@ -226,8 +238,8 @@ class Reconciler:
             if batch:
                 run_ids.append(await self._run(conn, tenant_row, snapshot, batch))
             for member in locked:
-                if member.outcome == "skipped":
-                    member.outcome = "done"
+                if member.outcome is Outcome.SKIPPED:
+                    member.outcome = Outcome.DONE
         finally:
             if snapshot is not None:
                 for member in locked:
@@ -244,7 +256,7 @@ class Reconciler:
         try:
             member.desired = snapshot.desired(member.name)
         except NotFoundError:
-            member.outcome = "done"  # registered but no longer in git: nothing to converge
+            member.outcome = Outcome.DONE  # registered but no longer in git: nothing to converge
             return
         seen = await self.source.observation(conn, member.id)
         member.observed, member.received_at = seen.observed, seen.received_at
@@ -358,12 +370,12 @@ class Reconciler:
         result, error = await self._execute(
             conn, run_id=run_id, tenant=tenant_row["name"], batch=[member],
             revision=snapshot.commit, domains=None, check=True)
-        results = _results(result, [member])
+        results = run_record(result, [member.name])
         status = "succeeded" if result is not None and result.succeeded else "failed"
         await run_db.finish_run(conn, run_id, status=status, results=results,
                                 changed=result.changed if result else 0,
-                                failed=_failed(result), error=error)
-        member.outcome = "done"
+                                failed=result.failed_hosts if result else 0, error=error)
+        member.outcome = Outcome.DONE
         return run_id
 
     async def _execute(self, conn: asyncpg.Connection, *, run_id: int, tenant: str,
@@ -422,11 +434,11 @@ class Reconciler:
     async def _record(self, conn: asyncpg.Connection, run_id: int, batch: list[Member],
                       result: RunResult | None, error: str | None,
                       snapshot: DesiredSnapshot) -> None:
-        results = _results(result, batch)
+        results = run_record(result, [m.name for m in batch])
         status = "succeeded" if error is None else "failed"
         await run_db.finish_run(conn, run_id, status=status, results=results,
                                 changed=result.changed if result else 0,
-                                failed=_failed(result), error=error)
+                                failed=result.failed_hosts if result else 0, error=error)
         for member in batch:
             assert member.desired is not None and member.plan is not None
             host = result.hosts.get(member.name) if result else None
@@ -440,7 +452,7 @@ class Reconciler:
                                                        ApplyResult(), plan=member.plan)
                 member.ansible_inventory = managed_inventory(member.desired,
                                                              member.ansible_inventory)
-                member.outcome = "done"
+                member.outcome = Outcome.DONE
             else:
                 member.run_outcome = "failed"
                 member.run_error = error or "the run failed on this appliance"
@@ -449,7 +461,7 @@ class Reconciler:
                     member.plan_inventory, member.desired,
                     ApplyResult(failed_domains=frozenset(member.plan.domains_changed)),
                     plan=member.plan)
-                member.outcome = "retry"
+                member.outcome = Outcome.RETRY
 
     async def _write_status(self, conn: asyncpg.Connection, snapshot: DesiredSnapshot,
                             member: Member, config_error: str | None) -> None:
@@ -491,52 +503,6 @@ class Reconciler:
             plan_hash=member.plan.hash, consecutive_failures=member.failures,
             last_run_id=member.run_id or (member.status_row or {}).get("last_run_id"))
         await mark_settled(self.redis, member.key, settled=status.converged)
-
-
-def kill_orphans(runs_dir: Path, run_ids: list[int]) -> list[int]:
-    """Stop ansible processes a dead worker left behind for ``run_ids`` on this machine.
-
-    ansible-runner starts ansible-playbook in a session of its own, so killing
-    the worker (even with SIGKILL) leaves it running. Its command line names
-    the run's private directory; the whole process group is killed so no task
-    of the interrupted run touches an appliance after the takeover. Processes on
-    other machines died with their machine or are found by the worker there.
-    """
-    needles = [f"{runs_dir}/{run_id}/".encode() for run_id in run_ids]
-    groups: set[int] = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if any(needle in cmdline for needle in needles):
-            with contextlib.suppress(ProcessLookupError):
-                groups.add(os.getpgid(int(proc.name)))
-    own = os.getpgid(0)
-    for group in groups - {own}:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
-    return sorted(groups - {own})
-
-
-def _results(result: RunResult | None, batch: list[Member]) -> dict[str, Any]:
-    if result is None:
-        return {m.name: {"status": "not-run"} for m in batch}
-    out: dict[str, Any] = {"status": result.status, "duration": round(result.duration, 3),
-                           "domains": result.tags, "hosts": {}}
-    for name, host in result.hosts.items():
-        out["hosts"][name] = {"ok": host.ok, "changed": host.changed, "failed": host.failed,
-                              "unreachable": host.unreachable, "skipped": host.skipped,
-                              "executions": host.executions}
-    return out
-
-
-def _failed(result: RunResult | None) -> int:
-    if result is None:
-        return 0
-    return sum(1 for h in result.hosts.values() if not h.succeeded)
 
 
 async def _flush(pool: asyncpg.Pool, run_id: int,

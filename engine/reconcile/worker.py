@@ -32,7 +32,7 @@ from engine.db.migrate import apply_migrations
 from engine.db.pool import create_pool
 from engine.execution.ansible import AnsibleExecutor
 from engine.reconcile.queue import Claim, ReconcileQueue
-from engine.reconcile.reconciler import Member, Reconciler
+from engine.reconcile.reconciler import Member, Outcome, Reconciler
 from engine.reconcile.triggers import resync_loop, watch_heads
 from engine.repos.reader import SnapshotReader
 from engine.repos.store import RepoStore
@@ -128,7 +128,7 @@ class Worker:
             except Exception as exc:  # one tenant's trouble must not stop the others
                 log.exception("pass over %s failed", tenant)
                 for member in members:
-                    member.outcome = "retry"
+                    member.outcome = Outcome.RETRY
                     member.run_error = str(exc)
                 revision = None
             for member in members:
@@ -139,14 +139,14 @@ class Worker:
         claim = member.claim
         if claim is None:
             return
-        if member.outcome == "retry":
+        if member.outcome is Outcome.RETRY:
             await queue.retry(claim, error=member.run_error or "reconcile failed",
                               revision=revision,
                               plan_hash=member.plan.hash if member.plan else None)
-        elif member.outcome == "busy":
+        elif member.outcome is Outcome.BUSY:
             await queue.done(claim, reset_failures=False)
             await queue.add(claim.key, delay_ms=2000)
-        elif member.outcome == "done" and member.run_outcome == "succeeded":
+        elif member.outcome is Outcome.DONE and member.run_outcome == "succeeded":
             await queue.done(claim)
         else:
             await queue.done(claim, reset_failures=False)
