@@ -26,7 +26,7 @@ from engine.reconcile.reconciler import Member, Reconciler
 from engine.reconcile.source import DesiredSource
 from engine.reconcile.triggers import HeartbeatTrigger
 from engine.repos.reader import SnapshotReader
-from engine.repos.store import RepoStore
+from engine.repos.store import RepoStore, signature
 from schemas.heartbeat import ObservedState
 from schemas.plan import Plan
 from tests.reconcile.conftest import APPLIANCE, TENANT, Tenant
@@ -90,3 +90,27 @@ async def test_three_callers_one_plan(tenant: Tenant, redis: Redis, observed: Ob
     assert from_route.domains_changed == domains
     assert sum(1 for i in from_route.items if i.reason == SECRET) == secrets
     assert sum(1 for e in from_route.extras if not e.managed) == extras
+
+
+async def test_preview_plan_of_another_revision(tenant: Tenant) -> None:
+    """What a pull request's head would do: ``preview_plan`` at a commit that is not the
+    head of main (here: main has moved on since) plans that commit, not main."""
+    store = RepoStore(tenant.settings.repos_dir)
+    path = "appliances/front-office.yaml"
+    text = store.open(TENANT).revparse_single(f"{tenant.head}:{path}").data.decode()
+    record = "          - {name: printer, type: A, address: 192.168.10.40}\n"
+    assert record in text
+    newer = store.commit_files(
+        TENANT, {path: text.replace(record, "").encode()}, message="drop the printer",
+        author=signature("Test Lead", "lead@example.org"), expected_head=tenant.head)
+    await tenant.store_heartbeat(ObservedState(), received_at=datetime.now(UTC))
+    source = DesiredSource(store=store, reader=SnapshotReader())
+    printer = ("zones", "brightsmile.example", "records", "printer.brightsmile.example. A "
+               "192.168.10.40")
+    async with tenant.pool.acquire() as conn:
+        at_old = await source.preview_plan(conn, tenant=TENANT, appliance=APPLIANCE,
+                                           revision=tenant.head)
+        at_main = await source.preview_plan(conn, tenant=TENANT, appliance=APPLIANCE)
+    assert (at_old.revision, at_main.revision) == (tenant.head, newer)
+    assert printer in [i.path for i in at_old.items]
+    assert printer not in [i.path for i in at_main.items]
