@@ -41,6 +41,9 @@ def quote_txt_bytes(raw: bytes) -> str:
 
 def quote_txt(text: str) -> str:
     """A TXT record's text (UTF-8) in canonical presentation form."""
+    if (len(text) <= TXT_STRING_BYTES and text.isascii() and text.isprintable()
+            and '"' not in text and "\\" not in text):
+        return f'"{text}"'  # the common case (SPF, DKIM, verification tokens), kept cheap
     return quote_txt_bytes(text.encode())
 
 
