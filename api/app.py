@@ -26,7 +26,6 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from api.auth import HearthAuthenticationMiddleware, authorize
 from api.context import ApiContext, Limits
 from api.deps import DEPENDENCIES
-from api.desired import DesiredRevisions
 from api.errors import EXCEPTION_HANDLERS
 from api.observability import RequestIdMiddleware, configure_logging
 from api.ratelimit import STORE_NAME, by_address, by_bearer, limit
@@ -49,6 +48,7 @@ from engine.db.migrate import apply_migrations
 from engine.db.pool import create_pool
 from engine.pulls.service import PullRequests
 from engine.reconcile.queue import ReconcileQueue
+from engine.reconcile.source import DesiredSource
 from engine.reconcile.triggers import HeartbeatTrigger
 from engine.repos.reader import SnapshotReader
 from engine.repos.store import RepoStore
@@ -71,23 +71,18 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
         try:
             if migrate:
                 await apply_migrations(pool)
-            reader = SnapshotReader()
+            source = DesiredSource(store=RepoStore(settings.repos_dir), reader=SnapshotReader())
+            queue = ReconcileQueue(redis)
+            pull_requests = PullRequests(pool=pool, store=source.store, reader=source.reader,
+                                         queue=queue)
             ctx = ApiContext(
                 settings=settings, limits=limits, pool=pool, redis=redis,
                 writer=HeartbeatWriter(pool, history_limit=limits.history_per_appliance,
                                        max_in_flight=4, linger=0.001),
                 tokens=TokenResolver(pool, secret_key=settings.secret_key),
-                desired=DesiredRevisions(repos=RepoStore(settings.repos_dir),
-                                         reader=reader, pool=pool))
-            queue = ReconcileQueue(redis)
-            ctx.extra["queue"] = queue
-            ctx.extra["reader"] = reader
-            pull_requests = PullRequests(pool=pool, store=RepoStore(settings.repos_dir),
-                                         reader=reader, queue=queue)
-            ctx.extra["pulls"] = pull_requests
-            ctx.extra["on_push"] = pull_requests.on_push
-            ctx.extra["heartbeat_trigger"] = HeartbeatTrigger(
-                queue=queue, redis=redis, reader=reader, store=RepoStore(settings.repos_dir))
+                source=source, queue=queue,
+                heartbeat_trigger=HeartbeatTrigger(queue=queue, redis=redis, source=source),
+                pulls=pull_requests)
             app.state.ctx = ctx
             # Everything built so far (Litestar, pydantic schemas, the app) lives for the
             # process: keep it out of the cyclic GC, whose full collections otherwise walk

@@ -18,6 +18,7 @@ def register(subparsers: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
     import uvicorn
 
     from engine.settings import load_settings

@@ -1,16 +1,28 @@
-"""What every request may need, built once per process in the app's lifespan."""
+"""What every request may need, built once per process in the app's lifespan.
+
+``ApiContext`` is typed field by field: routes reach the engine only through
+what is named here (the desired-state source, the queue, the heartbeat
+trigger), never through an open-ended dict.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 from redis.asyncio import Redis
 
-from api.desired import DesiredRevisions
 from engine.db.appliances import TokenResolver
 from engine.db.heartbeats import HeartbeatWriter
+from engine.pulls.service import PullRequests
+from engine.reconcile.queue import ReconcileQueue
+from engine.reconcile.source import DesiredSource
+from engine.reconcile.triggers import HeartbeatTrigger
 from engine.settings import Settings
+
+HEAD_MAX_AGE = 1.0
+"""Seconds a head of main read for a status answer or a heartbeat acknowledgement may be
+old; the config and diff routes always read the ref."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +43,9 @@ class Limits:
     """Default request body limit of every other route."""
     jwt_lifetime_seconds: int = 900
     history_per_appliance: int = 32
-    heartbeat_interval_seconds: int = 30
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ApiContext:
     settings: Settings
     limits: Limits
@@ -42,5 +53,15 @@ class ApiContext:
     redis: Redis
     writer: HeartbeatWriter
     tokens: TokenResolver
-    desired: DesiredRevisions
-    extra: dict[str, object] = field(default_factory=dict)
+    source: DesiredSource
+    """Which revision applies, desired config, plan previews (``engine.reconcile.source``)."""
+    queue: ReconcileQueue
+    heartbeat_trigger: HeartbeatTrigger | None
+    """Queues a reconcile when a heartbeat differs from desired state; None disables it."""
+    pulls: PullRequests | None = None
+    """Pull requests: checks, reviews, merges (``engine.pulls``); None where not served."""
+
+    async def revision(self, tenant: str) -> str | None:
+        """The revision ``tenant``'s appliances should run (a head at most
+        ``HEAD_MAX_AGE`` old)."""
+        return await self.source.revision(self.pool, tenant, max_age=HEAD_MAX_AGE)

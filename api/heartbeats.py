@@ -41,7 +41,7 @@ async def _reject(ctx: ApiContext, appliance: dict, reason: str, details: dict) 
 async def _trigger(ctx: ApiContext, appliance: dict, beat: Heartbeat, observed_json: str) -> None:
     """Queue a reconcile when the box differs from desired state (a hint: the resync is the
     guarantee, so a failure here never fails the heartbeat)."""
-    trigger = ctx.extra.get("heartbeat_trigger")
+    trigger = ctx.heartbeat_trigger
     if trigger is None:
         return
     try:
@@ -95,5 +95,5 @@ async def receive_heartbeat(ctx: ApiContext, token: str, beat: Heartbeat) -> Hea
     metrics.HEARTBEAT_WRITE_SECONDS.observe(time.perf_counter() - started)
     return HeartbeatAck(
         accepted_sequence=beat.sequence,
-        desired_revision=await ctx.desired.revision(appliance["tenant"]),
-        next_interval_seconds=ctx.limits.heartbeat_interval_seconds)
+        desired_revision=await ctx.revision(appliance["tenant"]),
+        next_interval_seconds=ctx.settings.agent_interval_seconds)

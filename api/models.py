@@ -14,11 +14,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.address import ManagementAddress
+from schemas.names import ObjectName
 from schemas.status import ApplianceStatus
 
 Username = Annotated[str, Field(pattern=r"^[a-z][a-z0-9._-]{1,63}$")]
 Password = Annotated[str, Field(min_length=12, max_length=256)]
-ObjectName = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
 Hostname = Annotated[str, Field(min_length=1, max_length=253,
                                 pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")]
 Role = Literal["operator", "customer", "auditor"]

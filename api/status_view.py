@@ -1,36 +1,38 @@
-"""An appliance's status as the API shows it, until the reconciler writes real status.
+"""An appliance's status as the API shows it.
 
-``status_of(row, desired_revision=…, now=…)`` reads the ``appliance_status``
-row when the reconciler has written one (``row["sync"]`` set) and otherwise
-derives status from heartbeats alone:
+``status_of(row, desired_revision=…, now=…, heartbeat_interval=…)`` reads the
+``appliance_status`` row the reconciler writes after every pass (``row["sync"]``
+set; its rules are ``engine.planning.health``). An appliance no pass has
+reached yet (just registered, no worker running) has no such row; its status is
+then derived from heartbeats alone:
 
 - no heartbeat yet: sync ``Unknown``, health ``Missing``;
-- last heartbeat older than three intervals: health ``Missing``;
+- last heartbeat older than ``MISSING_AFTER_INTERVALS`` heartbeat intervals
+  (``Settings.heartbeat_interval``): health ``Missing``;
 - else health from the appliance's own service report (``Degraded`` when a
   service failed or stopped, ``Healthy`` otherwise), and sync ``Synced`` when
   the revision the box reports applied is the desired one, ``OutOfSync``
   otherwise. Without the diff engine this cannot see drift inside a revision.
-
-It is one pure function so the reconciler engineer can replace the fallback
-with ``engine.planning.health`` without touching the routes.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from schemas.status import ApplianceStatus, Condition, HealthStatus, SyncStatus
+from api.models import ApplianceOut
+from engine.settings import DEFAULT_HEARTBEAT_INTERVAL
+from schemas.status import (
+    MISSING_AFTER_INTERVALS,
+    ApplianceStatus,
+    Condition,
+    HealthStatus,
+    SyncStatus,
+)
 
-if TYPE_CHECKING:
-    from api.models import ApplianceOut
 
-HEARTBEAT_INTERVAL = timedelta(seconds=30)
-MISSING_AFTER = 3 * HEARTBEAT_INTERVAL
-
-
-def status_of(row: dict[str, Any], *, desired_revision: str | None, now: datetime
-              ) -> ApplianceStatus:
+def status_of(row: dict[str, Any], *, desired_revision: str | None, now: datetime,
+              heartbeat_interval: timedelta = DEFAULT_HEARTBEAT_INTERVAL) -> ApplianceStatus:
     if row.get("sync"):
         return ApplianceStatus(
             sync=SyncStatus(row["sync"]), health=HealthStatus(row["health"]),
@@ -44,9 +46,10 @@ def status_of(row: dict[str, Any], *, desired_revision: str | None, now: datetim
         return _status(SyncStatus.UNKNOWN, HealthStatus.MISSING, "False", "NoHeartbeat",
                        "no heartbeat received yet", now, desired_revision, None)
     sync = SyncStatus.SYNCED if applied and applied == desired_revision else SyncStatus.OUT_OF_SYNC
-    if now - received > MISSING_AFTER:
+    missing_after = heartbeat_interval * MISSING_AFTER_INTERVALS
+    if now - received > missing_after:
         return _status(sync, HealthStatus.MISSING, "False", "HeartbeatMissing",
-                       f"last heartbeat at {received.isoformat()}", received + MISSING_AFTER,
+                       f"last heartbeat at {received.isoformat()}", received + missing_after,
                        desired_revision, applied)
     failing = [s["name"] for s in row.get("services") or ()
                if s.get("status") in ("failed", "stopped")]
@@ -69,14 +72,13 @@ def _status(sync: SyncStatus, health: HealthStatus, ready: str, reason: str, mes
                            desired_revision=desired, applied_revision=applied, message=message)
 
 
-def appliance_view(row: dict[str, Any], *, desired_revision: str | None, now: datetime
-                   ) -> ApplianceOut:
+def appliance_view(row: dict[str, Any], *, desired_revision: str | None, now: datetime,
+                   heartbeat_interval: timedelta) -> ApplianceOut:
     """The API's view of one appliance from ``engine.db.appliances.status_row``."""
-    from api.models import ApplianceOut
-
     return ApplianceOut(
         id=row["id"], tenant=row["tenant"], name=row["name"], hostname=row["hostname"],
         address=row["address"],
-        status=status_of(row, desired_revision=desired_revision, now=now),
+        status=status_of(row, desired_revision=desired_revision, now=now,
+                         heartbeat_interval=heartbeat_interval),
         last_heartbeat_at=row.get("received_at"), last_sequence=row.get("sequence"),
         agent_version=row.get("agent_version"))

@@ -22,7 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.db.commands",           # db migrate, user create, appliance register/rotate/revoke
     "api.commands",                 # serve
     "engine.appliances.commands",   # appliance-image build, appliance-sim up
-    "engine.reconcile.commands",    # worker, app list|get|diff|sync
+    "engine.reconcile.commands",    # worker
+    "engine.client.commands",       # login, app list|get|diff|sync
     "engine.pulls.commands",        # token create|list|revoke, pr list|show|create|diff|...
     "engine.audit.commands",        # history, audit [--jsonl]
     "engine.demo",                  # demo (the README's run command)

@@ -94,6 +94,7 @@ def demo_environment(port: int) -> dict[str, str]:
 
 
 async def _prepare(env: dict[str, str], names: list[str] | None) -> list[str]:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.db import appliances, people, tenants
     from engine.db.migrate import apply_migrations
     from engine.db.pool import create_pool
@@ -138,6 +139,7 @@ async def _prepare(env: dict[str, str], names: list[str] | None) -> list[str]:
 
 
 def _roots(env: dict[str, str], names: list[str]) -> dict[str, Path]:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.appliances.image import build_image
     from engine.appliances.sim import clone_roots
 
@@ -169,6 +171,7 @@ async def _agents(roots: dict[str, Path], interval: float, stop: asyncio.Event) 
 
 
 async def _status(env: dict[str, str]) -> list[dict[str, object]]:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.db import appliances, tenants
     from engine.db.pool import create_pool
 
@@ -283,18 +286,20 @@ class Supervisor:
 
 def _children(env: dict[str, str], args: argparse.Namespace) -> list[Child]:
     hearth = [sys.executable, "-m", "engine.cli"]
+    # The API (acknowledgements, Missing) and the worker (agents, Missing) share one interval.
+    env = {**env, "HEARTH_HEARTBEAT_INTERVAL": str(args.heartbeat_interval)}
     logs = Path(env["HEARTH_DATA_DIR"]) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     _log(f"API log: {logs / 'api.log'}")
     return [
         Child("api", [*hearth, "serve", "--port", str(args.port)], env, log=logs / "api.log"),
-        Child("worker", [*hearth, "worker", "--heartbeat-interval", str(args.heartbeat_interval),
-                         "--resync-interval", "60",
+        Child("worker", [*hearth, "worker", "--resync-interval", "60",
                          "--roots-dir", str(Path(env["HEARTH_DATA_DIR"]) / "appliances")], env),
     ]
 
 
 async def _run(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.repos.store import RepoStore
 
     env = demo_environment(args.port)

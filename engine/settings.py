@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.errors import SettingsError
+
+DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=30)
+"""What ``HEARTH_HEARTBEAT_INTERVAL`` is when unset."""
 
 _SECRET_MIN_LENGTH = 16
 _KEY_MIN_LENGTH = 32
@@ -53,6 +57,20 @@ class Settings(BaseModel):
     """URL at which appliances and the CLI reach the API."""
     log_level: str = Field(default="INFO", alias="HEARTH_LOG_LEVEL")
     """Python logging level name."""
+    heartbeat_interval_seconds: float = Field(
+        default=DEFAULT_HEARTBEAT_INTERVAL.total_seconds(), gt=0, le=3600,
+        alias="HEARTH_HEARTBEAT_INTERVAL")
+    """Seconds between an agent's heartbeats: the agent is told it, the API acknowledges with
+    it, and an appliance silent for three intervals is Missing."""
+
+    @property
+    def heartbeat_interval(self) -> timedelta:
+        return timedelta(seconds=self.heartbeat_interval_seconds)
+
+    @property
+    def agent_interval_seconds(self) -> int:
+        """The interval in whole seconds, as the agent's timer and the acknowledgement say it."""
+        return max(1, int(self.heartbeat_interval_seconds))
 
     @field_validator("database_url")
     @classmethod

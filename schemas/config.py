@@ -38,6 +38,9 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.names import OBJECT_NAME, ObjectName
+from schemas.plan import DOMAIN_ORDER
+
 API_VERSION = "hearth/v1"
 
 SHARE_ROOTS: tuple[str, ...] = ("/srv",)
@@ -69,7 +72,6 @@ _SSH_KEY = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
     r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n\r]{0,200})?$"
 )
-_OBJECT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 """Unicode category Cc (C0, DEL, C1 with NEL U+0085), the line and paragraph separators
@@ -303,7 +305,6 @@ written as it is; the engine checks the decrypted value (``engine/execution/extr
 SharePath = Annotated[str, AfterValidator(_check_share_path), AfterValidator(_check_smb_value),
                       NO_CONTROL]
 SshKey = Annotated[str, AfterValidator(_check_ssh_key), NO_CONTROL]
-ObjectName = Annotated[str, Field(pattern=_OBJECT_NAME.pattern), NO_CONTROL]
 Ttl = Annotated[int, Field(ge=60, le=604800)]
 
 
@@ -635,7 +636,7 @@ def kind_for_path(path: str) -> str | None:
     if path == GROUPS_FILE:
         return "Groups"
     directory, _, name = path.rpartition("/")
-    if directory == APPLIANCES_DIR and name.endswith(".yaml") and _OBJECT_NAME.fullmatch(name[:-5]):
+    if directory == APPLIANCES_DIR and name.endswith(".yaml") and OBJECT_NAME.fullmatch(name[:-5]):
         return "Appliance"
     return None
 
@@ -925,8 +926,7 @@ class DesiredAppliance(Strict):
 
     def domains(self) -> list[str]:
         """Names of the domains this appliance runs, in apply order (pki first)."""
-        order = ["users", "pki", "dns", "samba", "mail"]
-        return [d for d in order if d == "users" or getattr(self, d) is not None]
+        return [d for d in DOMAIN_ORDER if d == "users" or getattr(self, d) is not None]
 
 
 def resolve_appliance(config: TenantConfig, name: str, *, tenant: str | None = None

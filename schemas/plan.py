@@ -33,14 +33,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Domain = Literal["users", "pki", "dns", "samba", "mail"]
+"""The five domains, written once and in apply order (``DOMAIN_ORDER`` reads it)."""
 Operation = Literal["add", "modify", "remove"]
 
-DOMAIN_ORDER: tuple[Domain, ...] = ("users", "pki", "dns", "samba", "mail")
+DOMAIN_ORDER: tuple[Domain, ...] = get_args(Domain)
 """The order in which domains are applied: accounts first, certificates before the
 services that use them."""
 

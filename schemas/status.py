@@ -14,6 +14,10 @@ Two summaries and a set of conditions, as Argo CD and Flux show them:
 A converged appliance is Synced, Healthy, with ``applied_revision ==
 desired_revision`` (Flux ``isReconcileSuccess``): ``ApplianceStatus.converged``.
 The values are computed by the pure ``engine.planning.health.status_after``.
+
+``MISSING_AFTER_INTERVALS`` is the one Missing rule, read by the planner's
+status rules and the API's heartbeat-only view alike; the interval itself is
+``Settings.heartbeat_interval``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+MISSING_AFTER_INTERVALS = 3
+"""An appliance whose last heartbeat is older than this many heartbeat intervals is Missing."""
 
 
 class SyncStatus(StrEnum):

@@ -25,8 +25,9 @@ _ERRORS = problem_responses(401, 403, 404)
 async def get_appliance(appliance_id: FromPath[uuid.UUID], conn: Conn, ctx: Ctx,
                         tenant_row: TenantRow) -> ApplianceOut:
     row = await appliances.status_row(conn, appliance_id)
-    desired = await ctx.desired.revision(tenant_row["name"])
-    return appliance_view(row, desired_revision=desired, now=datetime.now(UTC))
+    desired = await ctx.revision(tenant_row["name"])
+    return appliance_view(row, desired_revision=desired, now=datetime.now(UTC),
+                          heartbeat_interval=ctx.settings.heartbeat_interval)
 
 
 @post("/api/v1/appliances/{appliance_id:uuid}/token", opt={"permission": "appliances.rotate"},
@@ -65,7 +66,7 @@ async def get_config(
     if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match", max_length=200)]
     = None,
 ) -> Response[DesiredAppliance | None]:
-    desired = await ctx.desired.config(appliance_row["tenant"], appliance_row["name"])
+    desired = await ctx.source.config(ctx.pool, appliance_row["tenant"], appliance_row["name"])
     etag = f'"{desired.revision}"'
     wanted = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
     if etag in wanted or "*" in wanted:

@@ -17,7 +17,7 @@ ignored. Answers, in order:
   the decision for ``main`` passed to the pre-receive hook.
 
 After a push, the branches that moved are audited and handed to the pull
-request checks (``ctx.extra["on_push"]``), and a moved ``main`` (an admin's
+request checks (``ctx.pulls.on_push``), and a moved ``main`` (an admin's
 direct push) is queued for reconcile like a merge.
 """
 
@@ -144,7 +144,7 @@ async def git_http(scope: Scope, receive: Receive, send: Send) -> None:
     pushing = service == "receive" and scope["method"] == "POST"
     before: dict[str, str] = {}
     if pushing:
-        reader: SnapshotReader = ctx.extra["reader"]  # type: ignore[assignment]
+        reader: SnapshotReader = ctx.source.reader
         allowed = await anyio.to_thread.run_sync(_allows_direct_push, store, reader,
                                                  parsed.tenant)
         extra["HEARTH_MAIN_PUSH"] = main_push_mode(role=role, allow_direct_push=allowed)
@@ -188,10 +188,9 @@ async def _after_push(ctx: ApiContext, store: RepoStore, *, tenant: dict[str, An
                        action="git.push", outcome="success", target=f"git:{tenant['name']}",
                        details={"refs": {ref: {"old": old, "new": new}
                                          for ref, (old, new) in sorted(moved.items())}})
-    on_push = ctx.extra.get("on_push")
-    if on_push is not None:
+    if ctx.pulls is not None:
         try:
-            await on_push(tenant, moved)  # type: ignore[operator]
+            await ctx.pulls.on_push(tenant, moved)
         except (HearthError, OSError, pygit2.GitError):
             log.exception("after-push work failed for %s", tenant["name"])
 

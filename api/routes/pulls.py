@@ -1,5 +1,5 @@
 """Pull requests of a tenant, and writing files on branches. Handlers only parse and call
-``engine.pulls.service.PullRequests`` (``ctx.extra["pulls"]``)."""
+``engine.pulls.service.PullRequests`` (``ctx.pulls``)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ _BASE = "/api/v1/tenants/{tenant:str}/pulls"
 
 
 def _service(ctx: Ctx) -> PullRequests:
-    return ctx.extra["pulls"]  # type: ignore[return-value]
+    assert ctx.pulls is not None, "create_app always builds the pull request service"
+    return ctx.pulls
 
 
 @get(_BASE, opt={"permission": "pulls.list"}, tags=["pulls"], responses=_ERRORS,

@@ -13,7 +13,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import get, post
@@ -23,12 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ApplianceRow, Caller, Conn, Ctx
 from api.errors import problem_responses
-from engine.db import audit, heartbeats
+from engine.db import audit
 from engine.db import runs as run_db
-from engine.planning.plan import build_plan
-from engine.reconcile.queue import ReconcileQueue
-from schemas.heartbeat import ObservedState
-from schemas.plan import Inventory, Plan
+from schemas.plan import Plan
 
 _ERRORS = problem_responses(401, 403, 404)
 _FINISHED = {"succeeded", "failed", "interrupted"}
@@ -73,19 +70,12 @@ class RunEventOut(BaseModel):
     at: datetime
 
 
-def _queue(ctx: Any) -> ReconcileQueue:
-    queue = ctx.extra.get("queue")
-    if queue is None:
-        queue = ctx.extra["queue"] = ReconcileQueue(ctx.redis)
-    return queue  # type: ignore[no-any-return]
-
-
 @post("/api/v1/appliances/{appliance_id:uuid}/sync", opt={"permission": "appliances.sync"},
       tags=["reconcile"], status_code=202, responses=_ERRORS,
       summary="Reconcile the appliance now (dry_run: Ansible check mode with diff)")
 async def request_sync(appliance_id: FromPath[uuid.UUID], data: JSONBody[SyncRequest], conn: Conn,
                        ctx: Ctx, principal: Caller, appliance_row: ApplianceRow) -> SyncAccepted:
-    revision = await ctx.desired.revision(appliance_row["tenant"]) or ""
+    revision = await ctx.revision(appliance_row["tenant"]) or ""
     run_id = await run_db.create_run(
         conn, tenant_id=appliance_row["tenant_id"], appliance_ids=[appliance_id],
         revision=revision, plan={}, check_mode=data.dry_run, trigger="manual",
@@ -94,7 +84,7 @@ async def request_sync(appliance_id: FromPath[uuid.UUID], data: JSONBody[SyncReq
                        tenant_id=appliance_row["tenant_id"], action="appliance.sync",
                        outcome="success", target=f"appliance:{appliance_id}",
                        details={"run_id": run_id, "dry_run": data.dry_run})
-    await _queue(ctx).add(f"{appliance_row['tenant']}/{appliance_row['name']}")
+    await ctx.queue.add(f"{appliance_row['tenant']}/{appliance_row['name']}")
     return SyncAccepted(run_id=run_id, dry_run=data.dry_run)
 
 
@@ -103,14 +93,8 @@ async def request_sync(appliance_id: FromPath[uuid.UUID], data: JSONBody[SyncReq
      summary="The plan: what a sync would change, from the latest heartbeat")
 async def get_diff(appliance_id: FromPath[uuid.UUID], conn: Conn, ctx: Ctx,
                    appliance_row: ApplianceRow) -> Plan:
-    found = await ctx.desired.config(appliance_row["tenant"], appliance_row["name"])
-    latest = await heartbeats.latest(conn, appliance_id)
-    observed = ObservedState.model_validate(latest["observed"]) if latest else None
-    status = await run_db.get_status(conn, appliance_id)
-    inventory = Inventory.model_validate(((status or {}).get("inventory") or {}).get("plan") or {})
-    desired = found.appliance
-    return build_plan(desired=desired, observed=observed, inventory=inventory,
-                      policy=desired.policies, revision=found.revision, now=datetime.now(UTC))
+    return await ctx.source.preview_plan(conn, tenant=appliance_row["tenant"],
+                                         appliance=appliance_row["name"])
 
 
 @get("/api/v1/appliances/{appliance_id:uuid}/runs", opt={"permission": "appliances.runs"},

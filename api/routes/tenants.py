@@ -18,7 +18,7 @@ _ERRORS = problem_responses(401, 403, 404)
 
 
 async def _tenant_out(ctx: Ctx, row: dict[str, Any]) -> TenantOut:
-    return TenantOut(head_revision=await ctx.desired.revision(row["name"]), **{
+    return TenantOut(head_revision=await ctx.revision(row["name"]), **{
         k: row[k] for k in ("name", "display_name", "last_good_revision", "validation_status",
                             "validation_errors")})
 
@@ -41,10 +41,11 @@ async def get_tenant(tenant: FromPath[str], ctx: Ctx, tenant_row: TenantRow) -> 
      tags=["tenants"], responses=_ERRORS)
 async def list_appliances(tenant: FromPath[str], conn: Conn, ctx: Ctx,
                           tenant_row: TenantRow) -> list[ApplianceOut]:
-    desired = await ctx.desired.revision(tenant)
+    desired = await ctx.revision(tenant)
     now = datetime.now(UTC)
     rows = await appliances.status_rows(conn, tenant_id=tenant_row["id"])
-    return [appliance_view(row, desired_revision=desired, now=now) for row in rows]
+    return [appliance_view(row, desired_revision=desired, now=now,
+                           heartbeat_interval=ctx.settings.heartbeat_interval) for row in rows]
 
 
 @post("/api/v1/tenants/{tenant:str}/appliances", opt={"permission": "appliances.register"},

@@ -2,13 +2,21 @@
 
 They only need ``HEARTH_DATA_DIR`` (not the full settings: building an image on
 a CI machine must not require a database URL), so they read that one variable.
+The handlers live here, with the CLI; ``image`` and ``sim`` know nothing of it
+(they import only the standard library, so importing them costs ``hearth --help``
+nothing).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
+
+from engine.appliances.image import build_image, image_path, read_packages
+from engine.appliances.sim import clone_roots, remove_roots
+from engine.errors import ExecutionError
 
 
 def data_dir() -> Path:
@@ -26,21 +34,34 @@ def default_sim_dir() -> Path:
 
 
 def _image_build(args: argparse.Namespace) -> int:
-    from engine.appliances.image import build_command
-
-    return build_command(args)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    cached = image_path(cache_dir, read_packages())
+    if cached.exists() and not args.force:
+        print(f"cached: {cached}")
+        return 0
+    started = time.monotonic()
+    path = build_image(cache_dir=cache_dir, mirror=args.mirror, force=args.force)
+    print(f"built {path} in {time.monotonic() - started:.0f} s")
+    return 0
 
 
 def _sim_up(args: argparse.Namespace) -> int:
-    from engine.appliances.sim import up_command
-
-    return up_command(args)
+    if args.count < 1:
+        raise ExecutionError("count must be at least 1")
+    dest = Path(args.dir) if args.dir else default_sim_dir()
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    image = build_image(cache_dir=cache)
+    names = [f"{args.prefix}-{i}" for i in range(1, args.count + 1)]
+    for root in clone_roots(image, dest, names):
+        print(root)
+    return 0
 
 
 def _sim_down(args: argparse.Namespace) -> int:
-    from engine.appliances.sim import down_command
-
-    return down_command(args)
+    dest = Path(args.dir) if args.dir else default_sim_dir()
+    removed = remove_roots(dest)
+    print(f"removed {len(removed)} roots from {dest}")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -16,14 +16,12 @@ is unmounted in a ``finally``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,18 +186,3 @@ def build_image(
         partial.replace(target)
         shutil.rmtree(root, ignore_errors=True)
     return target
-
-
-def build_command(args: argparse.Namespace) -> int:
-    from engine.appliances.commands import default_cache_dir
-
-    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    packages = read_packages()
-    cached = image_path(cache_dir, packages)
-    if cached.exists() and not args.force:
-        print(f"cached: {cached}")
-        return 0
-    started = time.monotonic()
-    path = build_image(cache_dir=cache_dir, mirror=args.mirror, force=args.force)
-    print(f"built {path} in {time.monotonic() - started:.0f} s")
-    return 0

@@ -15,7 +15,6 @@ first, so ``down`` never deletes through a live mount.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -109,27 +108,3 @@ def remove_roots(dest_dir: Path) -> list[str]:
         remove_root(dest_dir / name)
     marker.unlink()
     return names
-
-
-def up_command(args: argparse.Namespace) -> int:
-    from engine.appliances.commands import default_cache_dir, default_sim_dir
-    from engine.appliances.image import build_image
-
-    if args.count < 1:
-        raise ExecutionError("count must be at least 1")
-    dest = Path(args.dir) if args.dir else default_sim_dir()
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    image = build_image(cache_dir=cache)
-    names = [f"{args.prefix}-{i}" for i in range(1, args.count + 1)]
-    for root in clone_roots(image, dest, names):
-        print(root)
-    return 0
-
-
-def down_command(args: argparse.Namespace) -> int:
-    from engine.appliances.commands import default_sim_dir
-
-    dest = Path(args.dir) if args.dir else default_sim_dir()
-    removed = remove_roots(dest)
-    print(f"removed {len(removed)} roots from {dest}")
-    return 0

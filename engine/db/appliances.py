@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from engine.db.batch import MicroBatcher
 from engine.errors import ConflictError, NotFoundError
 
 TOKEN_PREFIX = "hth_app_"  # noqa: S105 (a prefix, not a secret)
@@ -182,8 +183,6 @@ class TokenResolver:
 
     def __init__(self, pool: asyncpg.Pool, *, secret_key: str, linger: float = 0.0,
                  max_in_flight: int = 2) -> None:
-        from engine.db.batch import MicroBatcher
-
         self._pool = pool
         self._secret_key = secret_key
         self._batcher: MicroBatcher[bytes, dict[str, Any] | None] = MicroBatcher(

@@ -60,11 +60,13 @@ def register(subparsers: Any) -> None:
 
 
 def _run(body: Callable[[Any, Any], Awaitable[int]]) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.settings import load_settings
 
     settings = load_settings()
 
     async def main() -> int:
+        # imported when the command runs: keeps `hearth --help` fast
         from engine.db.pool import connect
 
         conn = await connect(settings.database_url)
@@ -78,6 +80,7 @@ def _run(body: Callable[[Any, Any], Awaitable[int]]) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     async def body(conn: Any, settings: Any) -> int:
+        # imported when the command runs: keeps `hearth --help` fast
         from engine.db.migrate import apply_migrations
 
         applied = await apply_migrations(settings.database_url)
@@ -102,6 +105,7 @@ def _read_password(args: argparse.Namespace) -> str:
 async def _audit_cli(conn: Any, action: str, target: str, details: dict[str, Any], *,
                      tenant_id: int | None = None) -> None:
     """An audit event for a change made from this machine's shell (actor: the Unix user)."""
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.db import audit
 
     await audit.record(conn, actor_kind="system", actor_id=f"cli:{os.getuid()}",
@@ -113,6 +117,7 @@ def _user_create(args: argparse.Namespace) -> int:
     password = _read_password(args)
 
     async def body(conn: Any, settings: Any) -> int:
+        # imported when the command runs: keeps `hearth --help` fast
         from engine.db import people
 
         person = await people.insert_person(
@@ -125,6 +130,7 @@ def _user_create(args: argparse.Namespace) -> int:
 
 
 async def _appliance(conn: Any, tenant: str, name: str) -> dict[str, Any]:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.db import appliances, tenants
 
     row = await tenants.require_tenant(conn, tenant)
@@ -133,6 +139,7 @@ async def _appliance(conn: Any, tenant: str, name: str) -> dict[str, Any]:
 
 def _appliance_register(args: argparse.Namespace) -> int:
     async def body(conn: Any, settings: Any) -> int:
+        # imported when the command runs: keeps `hearth --help` fast
         from engine.db import appliances, tenants
 
         tenant = await tenants.require_tenant(conn, args.tenant)
@@ -150,6 +157,7 @@ def _appliance_register(args: argparse.Namespace) -> int:
 
 def _appliance_rotate(args: argparse.Namespace) -> int:
     async def body(conn: Any, settings: Any) -> int:
+        # imported when the command runs: keeps `hearth --help` fast
         from engine.db import appliances
 
         appliance = await _appliance(conn, args.tenant, args.name)
@@ -188,6 +196,7 @@ def _appliance_address(args: argparse.Namespace) -> int:
 
 def _appliance_revoke(args: argparse.Namespace) -> int:
     async def body(conn: Any, settings: Any) -> int:
+        # imported when the command runs: keeps `hearth --help` fast
         from engine.db import appliances
 
         appliance = await _appliance(conn, args.tenant, args.name)

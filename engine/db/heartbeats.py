@@ -21,6 +21,8 @@ from typing import Any
 
 import asyncpg
 
+from engine.db.batch import MicroBatcher
+
 DEFAULT_HISTORY_LIMIT = 32
 
 
@@ -274,8 +276,6 @@ class HeartbeatWriter:
         self, pool: asyncpg.Pool, *, history_limit: int = DEFAULT_HISTORY_LIMIT,
         linger: float = 0.002, max_size: int = 500, max_in_flight: int = 2,
     ) -> None:
-        from engine.db.batch import MicroBatcher
-
         self._pool = pool
         self._history_limit = history_limit
         self._batcher: MicroBatcher[HeartbeatRow, bool] = MicroBatcher(

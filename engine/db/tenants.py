@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from engine.errors import ConflictError, NotFoundError
-from engine.repos.store import TENANT_NAME
+from schemas.names import OBJECT_NAME
 
 _COLUMNS = """id, name, display_name, created_at, last_good_revision, validated_revision,
               validation_status, validation_errors, validated_at"""
@@ -36,7 +36,7 @@ async def insert_tenant(
 async def get_tenant_by_name(conn: asyncpg.Connection, name: str) -> dict[str, Any] | None:
     """The tenant called ``name``, or None (also for a name no tenant can have, which
     never reaches the database)."""
-    if not TENANT_NAME.fullmatch(name):
+    if not OBJECT_NAME.fullmatch(name):
         return None
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM tenants WHERE name = $1", name)  # noqa: S608
     return dict(row) if row else None

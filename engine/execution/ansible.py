@@ -31,9 +31,11 @@ from typing import Any
 
 from engine.errors import ExecutionError, InvalidInputError
 from engine.execution.workspace import ANSIBLE_DIR, Target, prepare_workspace
+from schemas.plan import DOMAIN_ORDER
 
 DEFAULT_TIMEOUT = 1800
-DOMAINS = ("users", "pki", "dns", "samba", "mail", "agent")
+DOMAINS = (*DOMAIN_ORDER, "agent")
+"""Playbooks a run may be limited to: the plan's domains in apply order, and the agent."""
 PLAYBOOKS = (*DOMAINS, "site")
 _EXECUTION_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_unreachable"}
 _HOST_EVENTS = _EXECUTION_EVENTS | {"runner_on_skipped", "runner_item_on_ok",
@@ -77,6 +79,25 @@ class RunResult:
     @property
     def changed(self) -> int:
         return sum(h.changed for h in self.hosts.values())
+
+    @property
+    def failed_hosts(self) -> int:
+        return sum(1 for h in self.hosts.values() if not h.succeeded)
+
+    def record(self) -> dict[str, Any]:
+        """What the run row keeps as ``results``: status, duration, domains, per-host counts."""
+        return {"status": self.status, "duration": round(self.duration, 3), "domains": self.tags,
+                "hosts": {name: {"ok": host.ok, "changed": host.changed, "failed": host.failed,
+                                 "unreachable": host.unreachable, "skipped": host.skipped,
+                                 "executions": host.executions}
+                          for name, host in self.hosts.items()}}
+
+
+def run_record(result: RunResult | None, names: list[str]) -> dict[str, Any]:
+    """``result.record()``, or ``not-run`` for each appliance when Ansible never started."""
+    if result is None:
+        return {name: {"status": "not-run"} for name in names}
+    return result.record()
 
 
 def summarize_event(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -148,6 +169,7 @@ class AnsibleExecutor:
         timeout: int | None = None,
     ) -> RunResult:
         """Run ``playbook`` (``site`` with ``domains`` as tags, or a domain's own) and wait."""
+        # ~0.3 s to import; only a run needs it
         import ansible_runner
 
         if playbook not in PLAYBOOKS:

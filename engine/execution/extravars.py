@@ -38,8 +38,9 @@ from typing import Any
 
 from Crypto.Hash import MD4
 
+from engine.dnsdata import record_data
 from engine.errors import InvalidInputError
-from engine.planning.plan import samba_account_names
+from schemas.accounts import samba_account_names
 from schemas.config import DesiredAppliance, Share, Zone
 
 NAMESPACE = "hearth"
@@ -98,6 +99,7 @@ class Secrets:
 
 def decrypt_vault_value(value: str, password: str) -> str:
     """Decrypt one ``ansible-vault encrypt_string`` value (``$ANSIBLE_VAULT;1.1;AES256...``)."""
+    # ansible is slow to import; only vault values need it
     from ansible.parsing.vault import AnsibleVaultError, VaultLib, VaultSecret
 
     vault = VaultLib([("default", VaultSecret(password.encode()))])
@@ -204,41 +206,6 @@ def _users(desired: DesiredAppliance, previous: ManagedInventory, prune: bool,
         "remove_users": remove_users,
         "remove_groups": sorted(gone_groups) if prune else [],
     }
-
-
-def _quote_txt(text: str) -> str:
-    """A TXT value as zone-file character strings: quoted, escaped, in 255-byte pieces."""
-    raw = text.encode()
-    pieces = [raw[i:i + 255] for i in range(0, len(raw), 255)] or [b""]
-    out = []
-    for piece in pieces:
-        escaped = []
-        for byte in piece:
-            char = chr(byte)
-            if char in '"\\':
-                escaped.append("\\" + char)
-            elif 0x20 <= byte < 0x7F:
-                escaped.append(char)
-            else:
-                escaped.append(f"\\{byte:03d}")
-        out.append('"' + "".join(escaped) + '"')
-    return " ".join(out)
-
-
-def record_data(record: Any) -> str:
-    """The rdata of a record in zone-file presentation form."""
-    kind = record.type
-    if kind in {"A", "AAAA"}:
-        return str(record.address)
-    if kind in {"CNAME", "PTR"}:
-        return record.target
-    if kind == "MX":
-        return f"{record.priority} {record.exchange}"
-    if kind == "SRV":
-        return f"{record.priority} {record.weight} {record.port} {record.target}"
-    if kind == "TXT":
-        return _quote_txt(record.text)
-    raise InvalidInputError(f"unsupported record type {kind!r}")
 
 
 def _zone(zone: Zone, hostname: str) -> dict[str, Any]:

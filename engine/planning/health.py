@@ -26,6 +26,17 @@ Health, first rule that holds:
                                                                   differs)
 A revision of main that failed validation adds ``SourceValid=False`` with the
 error; the appliance keeps its last good ``desired_revision``.
+
+Applied revision (``applied_after``), before the status is computed:
+    a heartbeat in sync, received after the last run ended (or while a run is
+    going, or with no run ever)                -> the desired revision: the box is
+                                                  as that revision wants it, whether a
+                                                  run took it there or the change did
+                                                  not touch it
+    otherwise                                  -> what the last successful run applied
+Message (``with_decision``), after: a plan with items that policy did not let
+run (outside the maintenance window, auto-sync off...) appends the decision's
+message, except when the appliance is stalled (its Stalled condition says so).
 """
 
 from __future__ import annotations
@@ -34,8 +45,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from engine.planning.policy import Decision
 from schemas.plan import Plan
 from schemas.status import (
+    MISSING_AFTER_INTERVALS,
     ApplianceStatus,
     Condition,
     ConditionType,
@@ -43,8 +56,6 @@ from schemas.status import (
     SyncStatus,
     transition_time,
 )
-
-MISSING_AFTER_INTERVALS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +77,7 @@ class RunSummary:
     error: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusInputs:
     now: datetime
     desired_revision: str | None
@@ -74,12 +85,34 @@ class StatusInputs:
     applied_revision: str | None = None
     """Revision of the last run that succeeded (or of the last empty plan)."""
     heartbeat: HeartbeatSummary | None = None
-    heartbeat_interval: timedelta = timedelta(seconds=60)
+    heartbeat_interval: timedelta
+    """``Settings.heartbeat_interval``: Missing after ``MISSING_AFTER_INTERVALS`` of them."""
     last_run: RunSummary | None = None
     failure_count: int = 0
     max_failures: int = 3
     config_error: str | None = None
     """Why the newest revision of main is not applied, if it failed validation."""
+
+
+def applied_after(*, applied_revision: str | None, desired_revision: str,
+                  heartbeat: HeartbeatSummary | None, last_run: RunSummary | None
+                  ) -> str | None:
+    """The revision the appliance is at, as far as Hearth can tell (rule in the docstring)."""
+    if heartbeat is not None and heartbeat.plan.in_sync and (
+            last_run is None or last_run.outcome == "running" or (
+                last_run.finished_at is not None
+                and heartbeat.received_at >= last_run.finished_at)):
+        return desired_revision
+    return applied_revision
+
+
+def with_decision(status: ApplianceStatus, *, plan: Plan, decision: Decision | None
+                  ) -> ApplianceStatus:
+    """``status`` with why a pending plan did not run appended to its message."""
+    if decision is None or decision.run or plan.empty or decision.reason == "Stalled":
+        return status
+    return status.model_copy(update={
+        "message": f"{status.message}; {decision.message}".strip("; ")})
 
 
 @dataclass(frozen=True, slots=True)

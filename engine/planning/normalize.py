@@ -16,9 +16,9 @@ appliance in sync yields an empty plan. The rules:
 - DNS: desired typed records are rendered in presentation form as a zone file
   (and so the agent's ``ObservedRecord``) holds them: names and targets become
   absolute lower-case FQDNs ending in '.', MX is ``"10 mail.example.com."``,
-  SRV ``"0 5 5060 sip.example.com."``, TXT is the concatenated text re-quoted
-  in 255-byte strings, addresses in canonical (inet_ntop) form. SOA and NS records
-  are the role's (serials change on every write) and are ignored;
+  SRV ``"0 5 5060 sip.example.com."``, TXT the concatenated bytes in the one
+  quoting of ``engine.dnsdata`` (the executor's too), addresses in canonical
+  (inet_ntop) form. SOA and NS records are the role's (serials change on every write) and are ignored;
 - volatile observed fields are dropped (zone serial, certificate not_before,
   issuer and fingerprints, CA fingerprint); certificate ``not_after`` is kept
   aside in ``deadlines`` for the renewal check, never compared;
@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.dnsdata import canonical_txt, quote_txt
 from schemas.config import (
     Certificate,
     DesiredAppliance,
@@ -207,49 +208,6 @@ def absolute_name(name: str, zone: str) -> str:
     return f"{name}.{zone}."
 
 
-def _quote_txt(text: str) -> str:
-    escaped = text.encode()
-    chunks = [escaped[i:i + 255] for i in range(0, len(escaped), 255)] or [b""]
-    return " ".join(
-        '"' + chunk.decode(errors="replace").replace("\\", "\\\\").replace('"', '\\"') + '"'
-        for chunk in chunks
-    )
-
-
-def _parse_txt(data: str) -> str:
-    """The concatenated text of presentation-form character strings (quoted or bare)."""
-    out: list[str] = []
-    index = 0
-    length = len(data)
-    while index < length:
-        char = data[index]
-        if char.isspace():
-            index += 1
-            continue
-        quoted = char == '"'
-        if quoted:
-            index += 1
-        while index < length:
-            char = data[index]
-            if quoted and char == '"':
-                index += 1
-                break
-            if not quoted and char.isspace():
-                break
-            if char == "\\" and index + 1 < length:
-                digits = data[index + 1:index + 4]
-                if len(digits) == 3 and digits.isdigit():
-                    out.append(chr(int(digits)))
-                    index += 4
-                    continue
-                out.append(data[index + 1])
-                index += 2
-                continue
-            out.append(char)
-            index += 1
-    return "".join(out)
-
-
 def canonical_address(text: str) -> str:
     """An IPv4 or IPv6 address in its canonical text form (the C library's, both sides)."""
     if _CANONICAL_IPV4.fullmatch(text):
@@ -279,9 +237,7 @@ def presentation(zone: str, name: str, type_: str, data: str) -> tuple[str, str,
             numbers = " ".join(str(int(p)) for p in parts[:3])
             data = f"{numbers} {absolute_name(parts[3], zone)}"
     elif type_ == "TXT":
-        if not (data.count('"') == 2 and data[0] == '"' and data[-1] == '"'
-                and "\\" not in data and data.isascii() and len(data) <= 257):
-            data = _quote_txt(_parse_txt(data))  # not already one plain quoted string
+        data = canonical_txt(data)
     return owner, type_, data
 
 
@@ -299,7 +255,7 @@ def desired_record(zone: str, record: Any) -> tuple[str, str, str]:
         target = absolute_name(record.target, zone)
         data = f"{record.priority} {record.weight} {record.port} {target}"
     elif type_ == "TXT":
-        data = _quote_txt(record.text)
+        data = quote_txt(record.text)
     else:  # pragma: no cover - the schema's union is closed
         raise ValueError(f"unknown record type {type_!r}")
     return owner, type_, data

@@ -1,6 +1,6 @@
 """The planner: ``(desired, observed, inventory, policy) -> Plan``, and the next inventory.
 
-``build_plan`` is the pure function of DESIGN.md invariant 5. It normalises both
+``build_plan`` is the pure function of docs/architecture.md, invariant 5. It normalises both
 sides (``normalize.py``), diffs each domain the desired appliance runs
 (``diff.py``) and returns a canonical ``Plan``. A domain the YAML leaves out
 (``None``) is not managed: no items, no extras, and its inventory is kept as
@@ -35,6 +35,7 @@ from datetime import datetime
 
 from engine.planning.diff import diff_domain
 from engine.planning.normalize import CanonicalState, normalize_desired, normalize_observed
+from schemas.accounts import samba_account_names
 from schemas.config import DesiredAppliance, Policies
 from schemas.heartbeat import ObservedState
 from schemas.plan import DOMAIN_ORDER, DiffItem, Domain, Inventory, ObjectKey, Plan
@@ -66,21 +67,6 @@ class DesiredSecret:
     def key(self) -> str:
         """The ``Inventory.secrets`` key, e.g. ``users/users/alice/password``."""
         return "/".join((self.domain, *self.path))
-
-
-def samba_account_names(desired: DesiredAppliance) -> list[str]:
-    """Users who need a Samba account: named by a share, in a share's group, or all of
-    the appliance's users when some share is open to every account."""
-    if desired.samba is None:
-        return []
-    present = [u for u in desired.users.users if u.state == "present"]
-    names: set[str] = set()
-    for share in desired.samba.shares:
-        if not share.valid_users and not share.valid_groups and not share.guest_ok:
-            names |= {u.name for u in present}
-        names |= set(share.valid_users)
-        names |= {u.name for u in present if set(u.groups) & set(share.valid_groups)}
-    return sorted(names & {u.name for u in present})
 
 
 def desired_secrets(desired: DesiredAppliance) -> list[DesiredSecret]:

@@ -6,6 +6,11 @@ at another commit) needs ``auto_sync``; drift made on the box while it was
 already at the desired revision needs ``self_heal``. A manual sync by an
 operator overrides both and the maintenance windows. Outside every
 maintenance window (when the tenant lists any), automatic runs wait.
+
+``choose`` is the reconciler's whole decision for one appliance in a pass:
+    stalled (the same failure ``max_failures`` times) and no manual sync -> wait, Stalled
+    a manual dry-run request                                            -> run, DryRun
+    otherwise                                                           -> ``decide``
 """
 
 from __future__ import annotations
@@ -68,3 +73,17 @@ def decide(*, plan: Plan, policy: Policies, applied_revision: str | None, manual
         return Decision(False, "OutsideMaintenanceWindow",
                         "changes wait for the next maintenance window")
     return Decision(True, "NewRevision" if new_revision else "SelfHeal")
+
+
+STALLED = Decision(False, "Stalled", "waiting for a new revision or a manual sync")
+
+
+def choose(*, plan: Plan, policy: Policies, applied_revision: str | None, manual: bool,
+           dry_run: bool, stalled: bool, now: datetime) -> Decision:
+    """The decision of a pass for one appliance (the table in the module docstring)."""
+    if stalled and not manual:
+        return STALLED
+    if manual and dry_run:
+        return Decision(True, "DryRun", "an operator asked for a dry run")
+    return decide(plan=plan, policy=policy, applied_revision=applied_revision, manual=manual,
+                  now=now)

@@ -1,6 +1,6 @@
 """The reconcile work queue on Redis: which appliances to look at next, and when.
 
-It is a hint, never the truth (DESIGN.md invariant 3). An entry says only
+It is a hint, never the truth (docs/architecture.md, invariant 3). An entry says only
 "look at appliance ``tenant/name``"; the worker re-reads desired state from git
 and observed state from PostgreSQL and plans from scratch (level-triggered, as
 controller-runtime). Losing the queue (FLUSHALL, a Redis restart, a failover)
@@ -38,7 +38,7 @@ workers' clocks do not matter). Keys live under ``hearth:queue:<shard>:``; the
 per-appliance state key names the tenant (``...:state:<tenant>:<appliance>``)
 and keys are checked to be ``tenant/appliance`` object names, so one tenant's
 key can never address another's state. Shards let tenants be spread across
-worker pools by hash (DESIGN.md "Beyond one machine").
+worker pools by hash.
 """
 
 from __future__ import annotations
@@ -51,9 +51,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from engine.errors import InvalidInputError
+from schemas.names import OBJECT_NAME
 
-_NAME = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_KEY = re.compile(rf"^({_NAME})/({_NAME})$")
 _POLL_MS = 50
 _STATE_TTL_S = 7 * 24 * 3600
 
@@ -197,10 +196,10 @@ class Backoff:
 
 def check_key(key: str) -> tuple[str, str]:
     """``tenant/appliance`` -> ``(tenant, appliance)``; anything else is refused."""
-    match = _KEY.fullmatch(key)
-    if match is None:
+    tenant, _, name = key.partition("/")
+    if not (OBJECT_NAME.fullmatch(tenant) and OBJECT_NAME.fullmatch(name)):
         raise InvalidInputError(f"queue key {key!r} is not 'tenant/appliance'")
-    return match.group(1), match.group(2)
+    return tenant, name
 
 
 def _fingerprint(revision: str | None, plan_hash: str | None) -> str:

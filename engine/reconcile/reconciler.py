@@ -5,29 +5,30 @@ from the queue. The pass is level-triggered: it trusts nothing from the queue
 but the names, and re-reads everything:
 
 1. **Lock.** Take each appliance's PostgreSQL advisory lock on a connection
-   held for the whole pass (DESIGN.md invariant 4: the lock dies with the
+   held for the whole pass (docs/architecture.md, invariant 4: the lock dies with the
    worker). An appliance locked elsewhere is handed back to the queue. With
    the locks held, any run still marked ``running`` for them belongs to a dead
-   worker and is marked ``interrupted``.
-2. **Source.** Read the head of the tenant's ``main`` through the snapshot
-   reader. An invalid revision is recorded on the tenant and never applied:
-   the pass continues with the tenant's last good revision (invariant 8).
-3. **Plan.** For each appliance: desired state at that revision, observed state
-   from its latest heartbeat, its inventory, the tenant's policy -> ``Plan``
-   (pure). Queued manual syncs for it are claimed.
-4. **Decide.** ``planning.policy.decide`` says whether the plan may run now
-   (auto_sync for a new revision, self_heal for drift, maintenance windows,
-   manual overrides). The same failure repeated ``max_failures`` times
-   stalls the appliance until a new revision or a manual sync.
+   worker and is marked ``interrupted`` and its processes are killed
+   (``engine.execution.processes``).
+2. **Source.** ``DesiredSource.select``: the head of the tenant's ``main``; an
+   invalid revision is recorded on the tenant and never applied, the pass
+   continues with the tenant's last good revision (invariant 7).
+3. **Load.** Per appliance, one frozen ``ApplianceInputs``: desired state at
+   that revision, observed state from its latest heartbeat, its stored status
+   and inventory, and the queued manual syncs it claims.
+4. **Plan and decide.** ``DesiredSource.plan`` (pure, desired form cached) and
+   ``planning.policy.choose``: auto_sync for a new revision, self_heal for
+   drift, maintenance windows, manual overrides, dry runs; the same failure
+   repeated ``max_failures`` times stalls the appliance until a new revision
+   or a manual sync (the queue remembers failures per revision and plan hash).
 5. **Run.** The appliances that may run are converged in ONE ansible-runner
-   run, limited to them and to the domains their plans touch. The run row is
-   written before Ansible starts; events stream into ``run_events`` while it
-   goes; per-host results, counts and duration are written when it ends.
-   A dry run (manual, ``check_mode``) runs alone, in check mode, and changes
-   nothing but its own run record.
-6. **Status.** In a ``finally``, every appliance's status is recomputed from
-   what is now known (``planning.health.status_after``) and stored, with the
-   inventory of what Hearth manages on it.
+   run, limited to them and to the domains their plans touch; agents never
+   heard from get a fresh token; events stream into ``run_events``. A dry run
+   (manual) runs alone in check mode and changes nothing but its run record.
+6. **Record.** Per-host results go on the run row; each appliance's next
+   inventory, revision and failure count follow (``Member.ran``).
+7. **Status.** In a ``finally``, every appliance's status is recomputed from
+   what is now known (``planning.health``) and stored with its inventory.
 """
 
 from __future__ import annotations
@@ -35,13 +36,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,91 +46,53 @@ import asyncpg
 from redis.asyncio import Redis
 
 from engine.db import appliances as appliance_db
-from engine.db import heartbeats as heartbeat_db
 from engine.db import runs as run_db
 from engine.db import tenants as tenant_db
-from engine.errors import ConfigError, ExecutionError, HearthError, NotFoundError
-from engine.execution.ansible import AnsibleExecutor, RunResult
+from engine.errors import ExecutionError, HearthError, InvalidInputError, NotFoundError
+from engine.execution.ansible import AnsibleExecutor, RunResult, run_record
+from engine.execution.events import Event, EventStream
 from engine.execution.extravars import (
     ManagedInventory,
     Secrets,
     appliance_vars,
     build_extravars,
     decrypt_vault_value,
-    managed_inventory,
     password_hashes,
     samba_passwords,
 )
+from engine.execution.processes import kill_orphans
 from engine.execution.workspace import Target
-from engine.planning.health import HeartbeatSummary, RunSummary, StatusInputs, status_after
-from engine.planning.normalize import CanonicalState, normalize_desired
-from engine.planning.plan import ApplyResult, build_plan, next_inventory
-from engine.planning.policy import Decision, decide
-from engine.reconcile.queue import Claim, ReconcileQueue
+from engine.planning.health import (
+    HeartbeatSummary,
+    RunSummary,
+    StatusInputs,
+    applied_after,
+    status_after,
+    with_decision,
+)
+from engine.planning.policy import choose
+from engine.reconcile.members import (
+    ApplianceInputs,
+    Failure,
+    Member,
+    Outcome,
+    PassReport,
+    PermanentFailure,
+    TransientFailure,
+)
+from engine.reconcile.queue import ReconcileQueue
+from engine.reconcile.source import DesiredSource, stored_inventory
 from engine.reconcile.triggers import mark_settled
 from engine.repos.reader import DesiredSnapshot, SnapshotReader
 from engine.repos.store import RepoStore
 from engine.settings import Settings
-from schemas.config import DesiredAppliance
-from schemas.heartbeat import ObservedState
-from schemas.plan import Inventory, Plan
+from schemas.plan import Plan
 from schemas.status import ApplianceStatus
 
 log = logging.getLogger("hearth.reconcile")
 
 LOCK_NAMESPACE = 0x4E4152  # the first int of every appliance advisory lock
-DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=60)
-
-
-def appliance_lock_sql() -> str:
-    return "SELECT pg_try_advisory_lock($1::int, hashtext($2::text))"
-
-
-@dataclass
-class Member:
-    """One appliance inside a pass: everything read about it, and what happened."""
-
-    name: str
-    claim: Claim | None
-    row: dict[str, Any] | None = None
-    desired: DesiredAppliance | None = None
-    observed: ObservedState | None = None
-    received_at: datetime | None = None
-    status_row: dict[str, Any] | None = None
-    plan: Plan | None = None
-    plan_inventory: Inventory = field(default_factory=Inventory)
-    ansible_inventory: ManagedInventory = field(default_factory=ManagedInventory)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    decision: Decision | None = None
-    stalled: bool = False
-    run_id: int | None = None
-    run_outcome: str | None = None
-    run_error: str = ""
-    applied_revision: str | None = None
-    failures: int = 0
-    outcome: str = "skipped"
-    """What the worker tells the queue: done, retry, skipped, busy."""
-
-    @property
-    def id(self) -> uuid.UUID:
-        assert self.row is not None
-        return self.row["id"]
-
-    @property
-    def key(self) -> str:
-        assert self.desired is not None
-        return f"{self.desired.tenant}/{self.name}"
-
-
-@dataclass(frozen=True)
-class PassReport:
-    """What one pass did, for the worker's logs and for tests."""
-
-    tenant: str
-    revision: str | None
-    run_ids: list[int]
-    outcomes: dict[str, str]
-    config_error: str | None = None
+LOCK_SQL = "SELECT pg_try_advisory_lock($1::int, hashtext($2::text))"
 
 
 class Reconciler:
@@ -142,52 +101,60 @@ class Reconciler:
     def __init__(self, *, settings: Settings, pool: asyncpg.Pool, redis: Redis,
                  queue: ReconcileQueue,
                  reader: SnapshotReader, executor: AnsibleExecutor, worker_id: str,
+                 source: DesiredSource | None = None,
                  roots_dir: Path | None = None,
-                 heartbeat_interval: timedelta = DEFAULT_HEARTBEAT_INTERVAL,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings
         self.pool = pool
         self.redis = redis
         self.queue = queue
-        self.reader = reader
-        self.store = RepoStore(settings.repos_dir)
+        self.source = source or DesiredSource(store=RepoStore(settings.repos_dir), reader=reader)
         self.executor = executor
         self.worker_id = worker_id
         self.roots_dir = roots_dir or settings.data_dir / "appliances"
-        self.heartbeat_interval = heartbeat_interval
         self.now = now
         self.max_failures = queue.backoff.max_failures
-        self._canonicals: dict[tuple[str, str, str], CanonicalState] = {}
 
     # ------------------------------------------------------------------ #
-    # The pass
+    # The pass: lock, source, then the steps below
     # ------------------------------------------------------------------ #
 
     async def reconcile(self, tenant: str, members: list[Member]) -> PassReport:
-        async with self.pool.acquire() as lock_conn:
+        def report(revision: str | None = None, run_ids: list[int] | None = None,
+                   config_error: str | None = None) -> PassReport:
+            return PassReport(tenant, revision, run_ids or [],
+                              {m.name: m.outcome for m in members}, config_error)
+
+        async with self.pool.acquire() as conn:
             locked: list[Member] = []
             try:
-                tenant_row = await tenant_db.get_tenant_by_name(lock_conn, tenant)
+                tenant_row = await tenant_db.get_tenant_by_name(conn, tenant)
                 if tenant_row is None:
                     for m in members:
-                        m.outcome = "done"  # a key for a tenant that no longer exists
-                    return PassReport(tenant, None, [], {m.name: m.outcome for m in members})
-                for member in members:
-                    if await self._lock(lock_conn, tenant_row, member):
-                        locked.append(member)
+                        m.outcome = Outcome.DONE  # a key for a tenant that no longer exists
+                    return report()
+                locked = [m for m in members if await self._lock(conn, tenant_row, m)]
                 if not locked:
-                    return PassReport(tenant, None, [], {m.name: m.outcome for m in members})
-                interrupted = await run_db.interrupt_stale(lock_conn, [m.id for m in locked])
-                if interrupted:
-                    log.warning("marked runs %s interrupted (their worker died)", interrupted)
-                    killed = kill_orphans(self.executor.runs_dir, interrupted)
-                    if killed:
-                        log.warning("stopped orphaned ansible processes %s", killed)
-                return await self._locked_pass(lock_conn, tenant_row, locked, members)
+                    return report()
+                await self._interrupt_stale(conn, locked)
+                selection = await self.source.select(conn, tenant_row)
+                snapshot = selection.snapshot
+                if snapshot is None:
+                    for m in locked:
+                        m.outcome = Outcome.DONE
+                    return report(config_error=selection.config_error)
+                run_ids: list[int] = []
+                try:
+                    run_ids = await self._converge(conn, tenant_row, snapshot, locked)
+                finally:
+                    for member in locked:
+                        await self._write_status(conn, snapshot, member,
+                                                 selection.config_error)
+                return report(snapshot.commit, run_ids, selection.config_error)
             finally:
                 for member in locked:
-                    await lock_conn.execute("SELECT pg_advisory_unlock($1::int, hashtext($2::text))",
-                                            LOCK_NAMESPACE, str(member.id))
+                    await conn.execute("SELECT pg_advisory_unlock($1::int, hashtext($2::text))",
+                                       LOCK_NAMESPACE, str(member.id))
 
     async def _lock(self, conn: asyncpg.Connection, tenant_row: dict[str, Any],
                     member: Member) -> bool:
@@ -195,163 +162,93 @@ class Reconciler:
             member.row = await appliance_db.get_appliance_by_name(
                 conn, tenant_id=tenant_row["id"], name=member.name)
         except NotFoundError:
-            member.outcome = "done"  # defined in git but not registered (or deleted): nothing to do
+            member.outcome = Outcome.DONE  # in git but not registered (or deleted): not ours
             return False
-        got = await conn.fetchval(appliance_lock_sql(), LOCK_NAMESPACE, str(member.row["id"]))
+        got = await conn.fetchval(LOCK_SQL, LOCK_NAMESPACE, str(member.row["id"]))
         if not got:
-            member.outcome = "busy"
+            member.outcome = Outcome.BUSY
             return False
         return True
 
-    async def _locked_pass(self, conn: asyncpg.Connection, tenant_row: dict[str, Any],
-                           locked: list[Member], members: list[Member]) -> PassReport:
-        tenant = tenant_row["name"]
-        snapshot, config_error = await self._source(conn, tenant_row)
+    async def _interrupt_stale(self, conn: asyncpg.Connection, locked: list[Member]) -> None:
+        interrupted = await run_db.interrupt_stale(conn, [m.id for m in locked])
+        if interrupted:
+            log.warning("marked runs %s interrupted (their worker died)", interrupted)
+            killed = kill_orphans(self.executor.runs_dir, interrupted)
+            if killed:
+                log.warning("stopped orphaned ansible processes %s", killed)
+
+    async def _converge(self, conn: asyncpg.Connection, tenant_row: dict[str, Any],
+                        snapshot: DesiredSnapshot, locked: list[Member]) -> list[int]:
         run_ids: list[int] = []
-        try:
-            if snapshot is None:
-                for m in locked:
-                    m.outcome = "done"
-                return PassReport(tenant, None, [], {m.name: m.outcome for m in members},
-                                  config_error)
-            for member in locked:
-                await self._plan(conn, snapshot, member)
-            runnable = [m for m in locked if m.decision is not None and m.decision.run]
-            for member in [m for m in runnable if self._dry_run_request(m)]:
-                run_ids.append(await self._dry_run(conn, tenant_row, snapshot, member))
-            batch = [m for m in runnable if not self._dry_run_request(m)]
-            if batch:
-                run_ids.append(await self._run(conn, tenant_row, snapshot, batch))
-            for member in locked:
-                if member.outcome == "skipped":
-                    member.outcome = "done"
-        finally:
-            if snapshot is not None:
-                for member in locked:
-                    await self._write_status(conn, snapshot, member, config_error)
-        return PassReport(tenant, snapshot.commit, run_ids, {m.name: m.outcome for m in members},
-                          config_error)
-
-    def _canonical(self, snapshot: DesiredSnapshot, desired: DesiredAppliance) -> CanonicalState:
-        """Desired state normalised once per (tenant, appliance, revision): resyncs and
-        heartbeat-triggered passes plan the same revision many times."""
-        key = (snapshot.tenant, desired.name, snapshot.commit)
-        found = self._canonicals.get(key)
-        if found is None:
-            if len(self._canonicals) >= 20_000:
-                self._canonicals.clear()
-            found = self._canonicals[key] = normalize_desired(desired)
-        return found
+        for member in locked:
+            inputs = await self._load(conn, snapshot, member)
+            if inputs is None:
+                member.outcome = Outcome.DONE  # registered but no longer in git: nothing to do
+                continue
+            member.loaded(inputs)
+            await self._plan_and_decide(conn, snapshot, member, inputs)
+        runnable = [m for m in locked if m.decision is not None and m.decision.run]
+        for member in [m for m in runnable if m.inputs and m.inputs.dry_run]:
+            run_ids.append(await self._dry_run(conn, snapshot, member))
+        batch = [m for m in runnable if m.inputs and not m.inputs.dry_run]
+        if batch:
+            run_ids.append(await self._run(conn, tenant_row, snapshot, batch))
+        for member in locked:
+            if member.outcome is Outcome.SKIPPED:
+                member.outcome = Outcome.DONE
+        return run_ids
 
     # ------------------------------------------------------------------ #
-    # Steps
+    # Load, plan and decide
     # ------------------------------------------------------------------ #
 
-    async def _source(self, conn: asyncpg.Connection, tenant_row: dict[str, Any]
-                      ) -> tuple[DesiredSnapshot | None, str | None]:
-        """The snapshot to apply: head of main when valid, else the last good revision."""
-        tenant = tenant_row["name"]
-        repo = self.store.open(tenant)
-        head = self.store.head(tenant)
-        if head is None:
-            return None, "the repository has no main branch"
+    async def _load(self, conn: asyncpg.Connection, snapshot: DesiredSnapshot,
+                    member: Member) -> ApplianceInputs | None:
         try:
-            snapshot = await asyncio.to_thread(self.reader.load, repo, head, tenant=tenant)
-        except ConfigError as exc:
-            if tenant_row.get("validated_revision") != head:
-                await tenant_db.record_validation(conn, tenant_id=tenant_row["id"], revision=head,
-                                                  errors=[i.as_dict() for i in exc.issues])
-            message = (f"revision {head[:12]} of main is invalid and was not applied: "
-                       + "; ".join(str(i) for i in exc.issues[:5]))
-            good = tenant_row.get("last_good_revision")
-            if good is None:
-                return None, message
-            return await asyncio.to_thread(self.reader.load, repo, good, tenant=tenant), message
-        if tenant_row.get("validated_revision") != head:
-            await tenant_db.record_validation(conn, tenant_id=tenant_row["id"], revision=head,
-                                              errors=[])
-        return snapshot, None
-
-    async def _plan(self, conn: asyncpg.Connection, snapshot: DesiredSnapshot,
-                    member: Member) -> None:
-        try:
-            member.desired = snapshot.desired(member.name)
+            desired = snapshot.desired(member.name)
         except NotFoundError:
-            member.outcome = "done"  # registered but no longer in git: nothing to converge
-            return
-        latest = await heartbeat_db.latest(conn, member.id)
-        if latest is not None:
-            member.observed = ObservedState.model_validate(latest["observed"])
-            member.received_at = latest["received_at"]
-        member.status_row = await run_db.get_status(conn, member.id)
-        stored = (member.status_row or {}).get("inventory") or {}
-        member.plan_inventory = Inventory.model_validate(stored.get("plan") or {})
-        member.ansible_inventory = ManagedInventory.from_dict(stored.get("ansible"))
-        member.applied_revision = (member.status_row or {}).get("applied_revision")
-        member.failures = (member.status_row or {}).get("consecutive_failures") or 0
-        member.plan = build_plan(desired=member.desired, observed=member.observed,
-                                 inventory=member.plan_inventory,
-                                 policy=member.desired.policies, revision=snapshot.commit,
-                                 now=self.now(),
-                                 desired_canonical=self._canonical(snapshot, member.desired))
-        member.requests = await run_db.claim_queued(conn, member.id)
-        manual = bool(member.requests)
-        if manual:
-            await self.queue.reset(member.key)
-            member.failures = 0
-        elif member.failures >= self.max_failures and await self.queue.stalled(
-                member.key, revision=snapshot.commit, plan_hash=member.plan.hash):
-            member.stalled = True
-            member.decision = Decision(False, "Stalled", "waiting for a new revision or a "
-                                                         "manual sync")
-            return
-        if manual and self._dry_run_request(member):
-            member.decision = Decision(True, "DryRun", "an operator asked for a dry run")
-            return
-        member.decision = decide(plan=member.plan, policy=member.desired.policies,
-                                 applied_revision=member.applied_revision, manual=manual,
-                                 now=self.now())
-        if manual and not member.decision.run:
+            return None
+        seen = await self.source.observation(conn, member.id)
+        status_row = await run_db.get_status(conn, member.id) or {}
+        previous = None
+        if status_row.get("conditions"):
+            with contextlib.suppress(ValueError):
+                previous = ApplianceStatus.model_validate({
+                    "sync": status_row["sync"], "health": status_row["health"],
+                    "conditions": status_row["conditions"]})
+        return ApplianceInputs(
+            id=member.id, desired=desired, observed=seen.observed, received_at=seen.received_at,
+            inventory=stored_inventory(status_row),
+            managed=ManagedInventory.from_dict((status_row.get("inventory") or {}).get("ansible")),
+            applied_revision=status_row.get("applied_revision"),
+            failures=status_row.get("consecutive_failures") or 0, previous=previous,
+            last_run_id=status_row.get("last_run_id"),
+            requests=tuple(await run_db.claim_queued(conn, member.id)))
+
+    async def _plan_and_decide(self, conn: asyncpg.Connection, snapshot: DesiredSnapshot,
+                               member: Member, inputs: ApplianceInputs) -> None:
+        now = self.now()
+        plan = member.plan = self.source.plan(
+            desired=inputs.desired, revision=snapshot.commit, observed=inputs.observed,
+            inventory=inputs.inventory, now=now)
+        if inputs.manual:
+            await self.queue.reset(inputs.key)
+        stalled = not inputs.manual and inputs.failures >= self.max_failures and \
+            await self.queue.stalled(inputs.key, revision=snapshot.commit, plan_hash=plan.hash)
+        member.decision = choose(plan=plan, policy=inputs.desired.policies,
+                                 applied_revision=inputs.applied_revision, manual=inputs.manual,
+                                 dry_run=inputs.dry_run, stalled=stalled, now=now)
+        if inputs.manual and not member.decision.run:
             # Nothing to do: close the requests so the caller sees an answer.
-            for request in member.requests:
+            for request in inputs.requests:
                 await run_db.finish_run(conn, request["id"], status="succeeded",
                                         results={member.name: {"plan": "empty"}}, changed=0,
                                         failed=0)
 
-    @staticmethod
-    def _dry_run_request(member: Member) -> bool:
-        return any(r["check_mode"] for r in member.requests)
-
-    def _target(self, tenant: str, member: Member) -> Target:
-        """A root of this machine, else the address recorded at registration: never the
-        YAML's ``hostname``, which the tenant controls (docs/architecture.md)."""
-        root = self.roots_dir / tenant / member.name
-        if root.is_dir():
-            return Target(name=member.name, root=root)
-        assert member.row is not None
-        return Target(name=member.name, address=member.row["address"])
-
-    async def _vars(self, conn: asyncpg.Connection, member: Member, revision: str
-                    ) -> dict[str, Any]:
-        assert member.desired is not None
-        def decrypt_all() -> tuple[dict[str, str], dict[str, str]]:
-            # vault decryption is PBKDF2, CPU-bound: one thread hop for both kinds
-            def decrypt(value: str) -> str:
-                return decrypt_vault_value(value, self.settings.ansible_vault_password)
-            return (password_hashes(member.desired, decrypt),
-                    samba_passwords(member.desired, decrypt))
-
-        hashes, smb_passwords = await asyncio.to_thread(decrypt_all)
-        token = None
-        if member.observed is None:
-            # Never heard from: bootstrap the agent with a fresh token (shown to nobody else).
-            token = await appliance_db.rotate_token(conn, appliance_id=member.id,
-                                                    secret_key=self.settings.secret_key)
-        return appliance_vars(member.desired, previous=member.ansible_inventory,
-                              secrets=Secrets(password_hashes=hashes,
-                                              samba_passwords=smb_passwords, agent_token=token),
-                              api_url=self.settings.api_url, revision=revision,
-                              agent_interval_seconds=int(self.heartbeat_interval.total_seconds()))
+    # ------------------------------------------------------------------ #
+    # Run
+    # ------------------------------------------------------------------ #
 
     async def _run(self, conn: asyncpg.Connection, tenant_row: dict[str, Any],
                    snapshot: DesiredSnapshot, batch: list[Member]) -> int:
@@ -360,7 +257,7 @@ class Reconciler:
         if any(m.observed is None for m in batch):
             domains.append("agent")
         plan_doc = {m.name: m.plan.model_dump(mode="json") for m in batch if m.plan}
-        requests = [r for m in batch for r in m.requests]
+        requests = [r for m in batch if m.inputs for r in m.inputs.requests]
         trigger = "manual" if requests else ",".join(sorted({m.decision.reason for m in batch
                                                              if m.decision}))
         if requests:
@@ -387,40 +284,34 @@ class Reconciler:
         await self._record(conn, run_id, batch, result, error, snapshot)
         return run_id
 
-    async def _dry_run(self, conn: asyncpg.Connection, tenant_row: dict[str, Any],
-                       snapshot: DesiredSnapshot, member: Member) -> int:
-        request = next(r for r in member.requests if r["check_mode"])
+    async def _dry_run(self, conn: asyncpg.Connection, snapshot: DesiredSnapshot,
+                       member: Member) -> int:
+        assert member.inputs is not None
+        request = next(r for r in member.inputs.requests if r["check_mode"])
         run_id = request["id"]
         plan_doc = {member.name: member.plan.model_dump(mode="json")} if member.plan else {}
         await run_db.start_run(conn, run_id, worker_id=self.worker_id, revision=snapshot.commit,
                                plan=plan_doc, appliance_ids=[member.id])
         result, error = await self._execute(
-            conn, run_id=run_id, tenant=tenant_row["name"], batch=[member],
+            conn, run_id=run_id, tenant=member.inputs.desired.tenant, batch=[member],
             revision=snapshot.commit, domains=None, check=True)
-        results = _results(result, [member])
         status = "succeeded" if result is not None and result.succeeded else "failed"
-        await run_db.finish_run(conn, run_id, status=status, results=results,
+        await run_db.finish_run(conn, run_id, status=status,
+                                results=run_record(result, [member.name]),
                                 changed=result.changed if result else 0,
-                                failed=_failed(result), error=error)
-        member.outcome = "done"
+                                failed=result.failed_hosts if result else 0,
+                                error=error.message if error else None)
+        member.outcome = Outcome.DONE
         return run_id
 
     async def _execute(self, conn: asyncpg.Connection, *, run_id: int, tenant: str,
                        batch: list[Member], revision: str, domains: list[str] | None,
-                       check: bool) -> tuple[RunResult | None, str | None]:
+                       check: bool) -> tuple[RunResult | None, Failure | None]:
         """Run Ansible for ``batch`` while streaming its events; never raises for a bad run."""
-        pending: list[tuple[int, str | None, str, dict[str, Any]]] = []
-        seq = 0
 
-        def on_event(summary: dict[str, Any]) -> None:
-            nonlocal seq
-            pending.append((seq, summary.get("host"), summary["event"], summary))
-            seq += 1
-
-        async def flush_events() -> None:
-            while True:
-                await asyncio.sleep(0.5)
-                await _flush(self.pool, run_id, pending)
+        async def write(events: list[Event]) -> None:
+            async with self.pool.acquire() as events_conn:  # the pass's one is busy
+                await run_db.append_events(events_conn, run_id, events)
 
         async def keep_leases() -> None:
             while True:
@@ -429,169 +320,130 @@ class Reconciler:
                     if member.claim is not None:
                         await self.queue.extend(member.claim)
 
-        flusher = asyncio.create_task(flush_events())
+        stream = EventStream(write)
         leases = asyncio.create_task(keep_leases())
-        error: str | None = None
+        failure: Failure | None = None
         result: RunResult | None = None
         started = time.monotonic()
         try:
-            variables = [await self._vars(conn, m, revision) for m in batch]
-            result = await self.executor.run_async(
-                run_id=str(run_id), extravars=build_extravars(variables),
-                targets=[self._target(tenant, m) for m in batch],
-                playbook="site", domains=domains, limit=[m.name for m in batch],
-                check=check, on_event=on_event)
+            async with stream.running():
+                secrets = [await self._decrypt(m) for m in batch]  # refused values first
+                tokens = await self._bootstrap_tokens(conn, batch)
+                variables = [self._extravars(m, revision, secret, tokens.get(m.name))
+                             for m, secret in zip(batch, secrets, strict=True)]
+                result = await self.executor.run_async(
+                    run_id=str(run_id), extravars=build_extravars(variables),
+                    targets=[self._target(tenant, m) for m in batch],
+                    playbook="site", domains=domains, limit=[m.name for m in batch],
+                    check=check, on_event=stream.on_event)
             if not result.succeeded:
                 failed = [h for h, r in result.hosts.items() if not r.succeeded]
-                error = f"ansible run {result.status}; failed hosts: {', '.join(failed)}"
+                failure = TransientFailure(
+                    f"ansible run {result.status}; failed hosts: {', '.join(failed)}")
+        except InvalidInputError as exc:
+            failure = PermanentFailure(str(exc))
         except (ExecutionError, HearthError) as exc:
-            error = str(exc)
+            failure = TransientFailure(str(exc))
         finally:
-            flusher.cancel()
             leases.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-            with contextlib.suppress(asyncio.CancelledError):
                 await leases
-            await _flush(self.pool, run_id, pending)
         log.info("run %s finished in %.1f s: %s", run_id, time.monotonic() - started,
-                 "ok" if error is None else error)
-        return result, error
+                 "ok" if failure is None else failure)
+        return result, failure
+
+    async def _bootstrap_tokens(self, conn: asyncpg.Connection, batch: list[Member]
+                                ) -> dict[str, str]:
+        """A fresh API token for each agent never heard from (the run installs it; nobody
+        else sees it). Writes the token's hash to the database."""
+        return {m.name: await appliance_db.rotate_token(conn, appliance_id=m.id,
+                                                        secret_key=self.settings.secret_key)
+                for m in batch if m.observed is None}
+
+    def _target(self, tenant: str, member: Member) -> Target:
+        """A root of this machine, else the address recorded at registration: never the
+        YAML's ``hostname``, which the tenant controls (docs/architecture.md)."""
+        root = self.roots_dir / tenant / member.name
+        if root.is_dir():
+            return Target(name=member.name, root=root)
+        assert member.row is not None
+        return Target(name=member.name, address=member.row["address"])
+
+    async def _decrypt(self, member: Member) -> tuple[dict[str, str], dict[str, str]]:
+        """Password hashes and Samba passwords of ``member`` from the vault values."""
+        desired = member.desired
+        assert desired is not None
+
+        def decrypt_all() -> tuple[dict[str, str], dict[str, str]]:
+            # vault decryption is PBKDF2, CPU-bound: one thread hop for both kinds
+            def decrypt(value: str) -> str:
+                return decrypt_vault_value(value, self.settings.ansible_vault_password)
+            return password_hashes(desired, decrypt), samba_passwords(desired, decrypt)
+
+        return await asyncio.to_thread(decrypt_all)
+
+    def _extravars(self, member: Member, revision: str,
+                   secrets: tuple[dict[str, str], dict[str, str]], token: str | None
+                   ) -> dict[str, Any]:
+        assert member.desired is not None
+        hashes, smb_passwords = secrets
+        return appliance_vars(member.desired, previous=member.managed,
+                              secrets=Secrets(password_hashes=hashes,
+                                              samba_passwords=smb_passwords, agent_token=token),
+                              api_url=self.settings.api_url, revision=revision,
+                              agent_interval_seconds=self.settings.agent_interval_seconds)
+
+    # ------------------------------------------------------------------ #
+    # Record, status
+    # ------------------------------------------------------------------ #
 
     async def _record(self, conn: asyncpg.Connection, run_id: int, batch: list[Member],
-                      result: RunResult | None, error: str | None,
+                      result: RunResult | None, failure: Failure | None,
                       snapshot: DesiredSnapshot) -> None:
-        results = _results(result, batch)
-        status = "succeeded" if error is None else "failed"
-        await run_db.finish_run(conn, run_id, status=status, results=results,
+        await run_db.finish_run(conn, run_id, status="succeeded" if failure is None else "failed",
+                                results=run_record(result, [m.name for m in batch]),
                                 changed=result.changed if result else 0,
-                                failed=_failed(result), error=error)
+                                failed=result.failed_hosts if result else 0,
+                                error=failure.message if failure else None)
         for member in batch:
-            assert member.desired is not None and member.plan is not None
             host = result.hosts.get(member.name) if result else None
-            ok = host is not None and host.succeeded and result is not None and (
-                result.status == "successful")
-            if ok:
-                member.run_outcome = "succeeded"
-                member.applied_revision = snapshot.commit
-                member.failures = 0
-                member.plan_inventory = next_inventory(member.plan_inventory, member.desired,
-                                                       ApplyResult(), plan=member.plan)
-                member.ansible_inventory = managed_inventory(member.desired,
-                                                             member.ansible_inventory)
-                member.outcome = "done"
-            else:
-                member.run_outcome = "failed"
-                member.run_error = error or "the run failed on this appliance"
-                member.failures += 1
-                member.plan_inventory = next_inventory(
-                    member.plan_inventory, member.desired,
-                    ApplyResult(failed_domains=frozenset(member.plan.domains_changed)),
-                    plan=member.plan)
-                member.outcome = "retry"
+            member.ran(revision=snapshot.commit, failure=None if (
+                host is not None and host.succeeded and result is not None
+                and result.status == "successful") else (
+                failure or TransientFailure("the run failed on this appliance")))
 
     async def _write_status(self, conn: asyncpg.Connection, snapshot: DesiredSnapshot,
                             member: Member, config_error: str | None) -> None:
-        if member.desired is None or member.plan is None:
+        inputs, plan = member.inputs, member.plan
+        if inputs is None or plan is None:
             return
         last = await run_db.last_finished_run(conn, member.id)
         run_summary = None
         if last is not None:
             plan_json = (last["plan"] or {}).get(member.name)
-            run_plan = Plan.model_validate(plan_json) if plan_json else member.plan
-            outcome = last["status"]
-            run_summary = RunSummary(outcome=outcome, revision=last["revision"], plan=run_plan,
-                                     finished_at=last["finished_at"], error=last["error"] or "")
+            run_summary = RunSummary(
+                outcome=last["status"], revision=last["revision"],
+                plan=Plan.model_validate(plan_json) if plan_json else plan,
+                finished_at=last["finished_at"], error=last["error"] or "")
         heartbeat = None
-        if member.received_at is not None:
-            heartbeat = HeartbeatSummary(received_at=member.received_at, plan=member.plan)
-        previous = None
-        if member.status_row and member.status_row.get("conditions"):
-            with contextlib.suppress(ValueError):
-                previous = ApplianceStatus.model_validate({
-                    "sync": member.status_row["sync"], "health": member.status_row["health"],
-                    "conditions": member.status_row["conditions"]})
-        applied = member.applied_revision
-        if heartbeat is not None and member.plan.in_sync and (
-                run_summary is None or run_summary.outcome == "running" or (
-                    run_summary.finished_at is not None
-                    and heartbeat.received_at >= run_summary.finished_at)):
-            # A heartbeat after our last run shows the box as this revision wants it: it is
-            # at this revision, whether a run took it there or the change did not touch it.
-            applied = snapshot.commit
+        if inputs.received_at is not None:
+            heartbeat = HeartbeatSummary(received_at=inputs.received_at, plan=plan)
+        applied = applied_after(applied_revision=member.applied_revision,
+                                desired_revision=snapshot.commit, heartbeat=heartbeat,
+                                last_run=run_summary)
         status = status_after(StatusInputs(
             now=self.now(), desired_revision=snapshot.commit, applied_revision=applied,
-            heartbeat=heartbeat, heartbeat_interval=self.heartbeat_interval,
+            heartbeat=heartbeat, heartbeat_interval=self.settings.heartbeat_interval,
             last_run=run_summary, failure_count=member.failures,
-            max_failures=self.max_failures, config_error=config_error), previous=previous)
-        if member.decision is not None and not member.decision.run and not member.plan.empty \
-                and member.decision.reason not in ("Stalled",):
-            status = status.model_copy(update={
-                "message": f"{status.message}; {member.decision.message}".strip("; ")})
+            max_failures=self.max_failures, config_error=config_error), previous=inputs.previous)
+        status = with_decision(status, plan=plan, decision=member.decision)
         await run_db.upsert_status(
             conn, member.id, sync=status.sync.value, health=status.health.value,
             conditions=[c.model_dump(mode="json") for c in status.conditions],
             desired_revision=snapshot.commit, applied_revision=applied,
             observed_sequence=None, inventory={
-                "plan": member.plan_inventory.model_dump(mode="json"),
-                "ansible": member.ansible_inventory.as_dict()},
-            plan_hash=member.plan.hash, consecutive_failures=member.failures,
-            last_run_id=member.run_id or (member.status_row or {}).get("last_run_id"))
-        await mark_settled(self.redis, member.key, settled=status.converged)
-
-
-def kill_orphans(runs_dir: Path, run_ids: list[int]) -> list[int]:
-    """Stop ansible processes a dead worker left behind for ``run_ids`` on this machine.
-
-    ansible-runner starts ansible-playbook in a session of its own, so killing
-    the worker (even with SIGKILL) leaves it running. Its command line names
-    the run's private directory; the whole process group is killed so no task
-    of the interrupted run touches an appliance after the takeover. Processes on
-    other machines died with their machine or are found by the worker there.
-    """
-    needles = [f"{runs_dir}/{run_id}/".encode() for run_id in run_ids]
-    groups: set[int] = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if any(needle in cmdline for needle in needles):
-            with contextlib.suppress(ProcessLookupError):
-                groups.add(os.getpgid(int(proc.name)))
-    own = os.getpgid(0)
-    for group in groups - {own}:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
-    return sorted(groups - {own})
-
-
-def _results(result: RunResult | None, batch: list[Member]) -> dict[str, Any]:
-    if result is None:
-        return {m.name: {"status": "not-run"} for m in batch}
-    out: dict[str, Any] = {"status": result.status, "duration": round(result.duration, 3),
-                           "domains": result.tags, "hosts": {}}
-    for name, host in result.hosts.items():
-        out["hosts"][name] = {"ok": host.ok, "changed": host.changed, "failed": host.failed,
-                              "unreachable": host.unreachable, "skipped": host.skipped,
-                              "executions": host.executions}
-    return out
-
-
-def _failed(result: RunResult | None) -> int:
-    if result is None:
-        return 0
-    return sum(1 for h in result.hosts.values() if not h.succeeded)
-
-
-async def _flush(pool: asyncpg.Pool, run_id: int,
-                 pending: list[tuple[int, str | None, str, dict[str, Any]]]) -> None:
-    """Write buffered events on a connection of their own (the pass's one is busy)."""
-    if not pending:
-        return
-    batch = pending[:]
-    del pending[:len(batch)]
-    async with pool.acquire() as conn:
-        await run_db.append_events(conn, run_id, batch)
+                "plan": member.inventory.model_dump(mode="json"),
+                "ansible": member.managed.as_dict()},
+            plan_hash=plan.hash, consecutive_failures=member.failures,
+            last_run_id=member.run_id or inputs.last_run_id)
+        await mark_settled(self.redis, inputs.key, settled=status.converged)

@@ -15,7 +15,7 @@
 (c) **periodic resync**: ``resync`` adds every registered appliance and every
     queued manual request; one worker does it per interval (a Redis lock),
     every worker runs the loop, so the fleet is re-derived from git and
-    PostgreSQL even after Redis lost everything (DESIGN.md invariant 3).
+    PostgreSQL even after Redis lost everything (docs/architecture.md, invariant 3).
 (d) **manual sync**: the API stores a queued run row and calls ``add``.
 """
 
@@ -30,20 +30,19 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
 
 from engine.db import runs as run_db
+from engine.db.batch import MicroBatcher
 from engine.errors import ConfigError, HearthError, NotFoundError
-from engine.planning.normalize import CanonicalState, normalize_desired
-from engine.planning.plan import build_plan
 from engine.reconcile.queue import ReconcileQueue
+from engine.reconcile.source import DesiredSource
 from engine.repos.reader import DesiredSnapshot, SnapshotReader
 from engine.repos.store import RepoStore
 from schemas.heartbeat import ObservedState
-from schemas.plan import Inventory
+from schemas.plan import Plan
 
 log = logging.getLogger("hearth.triggers")
 
@@ -104,6 +103,7 @@ async def watch_heads(queue: ReconcileQueue, reader: SnapshotReader, store: Repo
                                                                Awaitable[None]] | None = None
                       ) -> None:
     """Watch REPOS_DIR for moves of any tenant's main and enqueue what changed."""
+    # only the worker watches; the API imports this module too
     from watchfiles import awatch
 
     store.repos_dir.mkdir(parents=True, exist_ok=True)
@@ -161,33 +161,17 @@ class HeartbeatTrigger:
       still returns only once its key is queued.
     """
 
-    def __init__(self, *, queue: ReconcileQueue, redis: Redis, reader: SnapshotReader,
-                 store: RepoStore, head_ttl: float = 1.0, memo_ttl: float = 60.0) -> None:
-        from engine.db.batch import MicroBatcher
-
+    def __init__(self, *, queue: ReconcileQueue, redis: Redis, source: DesiredSource,
+                 head_ttl: float = 1.0, memo_ttl: float = 60.0) -> None:
         self.queue = queue
         self.redis = redis
-        self.reader = reader
-        self.store = store
+        self.source = source
         self.head_ttl = head_ttl
         self.memo_ttl = memo_ttl
-        self._heads: dict[str, tuple[float, str | None]] = {}
-        self._canonical: dict[tuple[str, str, str], CanonicalState] = {}
-        self._repos: dict[str, tuple[str, Any]] = {}
-        """tenant -> (head, open repository): opening one costs ~0.5 ms."""
         self._memo: dict[str, tuple[float, str, bytes, bool]] = {}
         """``tenant/name`` -> (when, head, observed digest, differs)."""
         self._batcher: MicroBatcher[tuple[str, bool], bool] = MicroBatcher(
             self._flush, max_size=1000, linger=0.0, max_in_flight=2)
-
-    def _head(self, tenant: str) -> str | None:
-        now = time.monotonic()
-        cached = self._heads.get(tenant)
-        if cached is not None and now - cached[0] < self.head_ttl:
-            return cached[1]
-        head = self.store.head(tenant)
-        self._heads[tenant] = (now, head)
-        return head
 
     def differs(self, tenant: str, name: str, observed: ObservedState, *,
                 observed_json: str | None = None) -> bool:
@@ -196,7 +180,7 @@ class HeartbeatTrigger:
         ``observed_json`` (the caller's serialisation of ``observed``, if it has
         one) saves serialising it again for the memo digest.
         """
-        head = self._head(tenant)
+        head = self.source.head(tenant, max_age=self.head_ttl)
         if head is None:
             return False
         if observed_json is None:
@@ -215,24 +199,19 @@ class HeartbeatTrigger:
         return result
 
     def _plan_differs(self, tenant: str, name: str, observed: ObservedState, head: str) -> bool:
+        plan = self.plan(tenant, name, observed, head=head)
+        return plan is None or not plan.empty
+
+    def plan(self, tenant: str, name: str, observed: ObservedState, *, head: str
+             ) -> Plan | None:
+        """The plan this trigger judges a heartbeat by (``DesiredSource.heartbeat_plan``);
+        None when ``head`` does not validate or lacks the appliance (a difference: the
+        worker records why)."""
         try:
-            repo = self._repos.get(tenant)
-            if repo is None or repo[0] != head:
-                repo = self._repos[tenant] = (head, self.store.open(tenant))
-            snapshot = self.reader.load(repo[1], head, tenant=tenant)
-            desired = snapshot.desired(name)
+            return self.source.heartbeat_plan(tenant, name, observed, revision=head,
+                                              now=datetime.now(UTC))
         except (ConfigError, NotFoundError):
-            return True  # let the worker record why
-        key = (tenant, name, head)
-        canonical = self._canonical.get(key)
-        if canonical is None:
-            if len(self._canonical) > 100_000:
-                self._canonical.clear()
-            canonical = self._canonical[key] = normalize_desired(desired)
-        plan = build_plan(desired=desired, observed=observed, inventory=Inventory(),
-                          policy=desired.policies, revision=head, now=datetime.now(UTC),
-                          desired_canonical=canonical, secrets=False)
-        return not plan.empty
+            return None
 
     async def observe(self, tenant: str, name: str, observed: ObservedState, *,
                       observed_json: str | None = None) -> bool:

@@ -24,12 +24,18 @@ import signal
 import socket
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
+from redis.asyncio import Redis
+
+from engine.db.migrate import apply_migrations
+from engine.db.pool import create_pool
+from engine.execution.ansible import AnsibleExecutor
 from engine.reconcile.queue import Claim, ReconcileQueue
-from engine.reconcile.reconciler import Member, Reconciler
+from engine.reconcile.reconciler import Member, Outcome, Reconciler
 from engine.reconcile.triggers import resync_loop, watch_heads
+from engine.repos.reader import SnapshotReader
+from engine.repos.store import RepoStore
 from engine.settings import Settings
 
 log = logging.getLogger("hearth.worker")
@@ -40,7 +46,6 @@ class WorkerOptions:
     batch_size: int = 25
     gather_ms: int = 300
     resync_interval: float = 180.0
-    heartbeat_interval: float = 60.0
     roots_dir: Path | None = None
     watch: bool = True
 
@@ -57,14 +62,6 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
 
     async def run(self, stop: asyncio.Event) -> None:
-        from redis.asyncio import Redis
-
-        from engine.db.migrate import apply_migrations
-        from engine.db.pool import create_pool
-        from engine.execution.ansible import AnsibleExecutor
-        from engine.repos.reader import SnapshotReader
-        from engine.repos.store import RepoStore
-
         settings = self.settings
         await apply_migrations(settings.database_url)
         pool = await create_pool(settings.database_url, min_size=2, max_size=6)
@@ -74,8 +71,7 @@ class Worker:
         reconciler = Reconciler(
             settings=settings, pool=pool, redis=redis, queue=queue, reader=reader,
             executor=AnsibleExecutor(data_dir=settings.data_dir), worker_id=self.worker_id,
-            roots_dir=self.options.roots_dir,
-            heartbeat_interval=timedelta(seconds=self.options.heartbeat_interval))
+            roots_dir=self.options.roots_dir)
         tasks = [asyncio.create_task(resync_loop(pool, redis, queue,
                                                  interval=self.options.resync_interval,
                                                  stop=stop))]
@@ -132,7 +128,7 @@ class Worker:
             except Exception as exc:  # one tenant's trouble must not stop the others
                 log.exception("pass over %s failed", tenant)
                 for member in members:
-                    member.outcome = "retry"
+                    member.outcome = Outcome.RETRY
                     member.run_error = str(exc)
                 revision = None
             for member in members:
@@ -143,14 +139,14 @@ class Worker:
         claim = member.claim
         if claim is None:
             return
-        if member.outcome == "retry":
+        if member.outcome is Outcome.RETRY:
             await queue.retry(claim, error=member.run_error or "reconcile failed",
                               revision=revision,
                               plan_hash=member.plan.hash if member.plan else None)
-        elif member.outcome == "busy":
+        elif member.outcome is Outcome.BUSY:
             await queue.done(claim, reset_failures=False)
             await queue.add(claim.key, delay_ms=2000)
-        elif member.outcome == "done" and member.run_outcome == "succeeded":
+        elif member.outcome is Outcome.DONE and member.run_outcome == "succeeded":
             await queue.done(claim)
         else:
             await queue.done(claim, reset_failures=False)

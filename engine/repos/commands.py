@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
     import pygit2
 
     from engine.errors import ConfigError
@@ -94,6 +95,7 @@ def cli_revision(rev: str | None, *, bare: bool) -> str | None:
 
 
 def _schema_export(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
     from schemas.config import json_schemas
 
     directory: Path = args.directory
@@ -106,10 +108,11 @@ def _schema_export(args: argparse.Namespace) -> int:
 
 
 def _tenant_create(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
     import asyncio
 
-    from engine.repos.tenants import create_tenant
     from engine.settings import load_settings
+    from engine.tenants import create_tenant
 
     settings = load_settings()
     result = asyncio.run(create_tenant(

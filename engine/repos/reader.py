@@ -20,6 +20,7 @@ in-memory tree first, so there is one code path.
 from __future__ import annotations
 
 import re
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import pygit2
 from pydantic import ValidationError
 
 from engine.errors import ConfigError, ConfigIssue, NotFoundError, RevisionError
+from engine.repos.store import build_tree
 from engine.repos.yaml_loader import MAX_FILE_BYTES, LoadedYaml, YamlError, load_yaml, locate
 from schemas.config import (
     APPLIANCES_DIR,
@@ -350,10 +352,6 @@ def validate_worktree(path: Path, *, reader: SnapshotReader | None = None) -> De
     The directory is staged into a throwaway in-memory repository, so the
     checks are the ones a commit gets (symlinks and layout included).
     """
-    import tempfile
-
-    from engine.repos.store import build_tree
-
     root = path.resolve()
     if not root.is_dir():
         raise NotFoundError(f"{path} is not a directory")

@@ -1,6 +1,6 @@
 """Tenant repositories: one bare git repository per tenant under REPOS_DIR.
 
-Git holds desired state and only git (DESIGN.md invariant 1). Every write
+Git holds desired state and only git (docs/architecture.md, invariant 1). Every write
 here builds a tree in memory from the branch tip and creates a commit whose
 first parent is that tip; the branch then moves only if it still points at
 the tip the caller saw (compare-and-swap, invariant 2), so two concurrent
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,13 +25,13 @@ from pathlib import Path
 import pygit2
 
 from engine.errors import ConflictError, InvalidInputError, NotFoundError
+from schemas.names import OBJECT_NAME
 
-TENANT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 MAIN = "refs/heads/main"
 
 
 def check_tenant_name(name: str) -> str:
-    if not TENANT_NAME.fullmatch(name):
+    if not OBJECT_NAME.fullmatch(name):
         raise InvalidInputError(
             f"tenant name {name!r} must be 1-63 lower-case letters, digits or hyphens, "
             "not starting or ending with a hyphen"

@@ -5,6 +5,10 @@ repo that would not apply. The row is inserted inside a transaction that
 commits only after the repository exists; if creating the repository fails,
 the row is rolled back, and if the commit of the row fails, the repository is
 removed. Either both exist or neither does.
+
+It sits at the top of ``engine`` because it is the one place that writes to
+git and PostgreSQL together: ``engine.repos`` and ``engine.db`` never import
+each other (``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.db import tenants
+from engine.db.pool import create_pool
 from engine.errors import ConflictError
 from engine.repos.reader import SnapshotReader, validate_worktree
 from engine.repos.store import RepoStore, check_tenant_name, signature
@@ -28,9 +34,6 @@ class CreatedTenant:
 
 async def create_tenant(settings: Settings, *, name: str, source: Path,
                         display_name: str | None, requested_by: str) -> CreatedTenant:
-    from engine.db import tenants
-    from engine.db.pool import create_pool
-
     check_tenant_name(name)
     snapshot = validate_worktree(source, reader=SnapshotReader())
     title = display_name or snapshot.config.tenant.spec.display_name
@@ -60,7 +63,5 @@ async def create_tenant(settings: Settings, *, name: str, source: Path,
 
 
 async def _row_exists(pool, name: str) -> bool:
-    from engine.db import tenants
-
     async with pool.acquire() as conn:
         return await tenants.get_tenant_by_name(conn, name) is not None

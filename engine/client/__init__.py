@@ -1,0 +1,1 @@
+"""The CLI's client of the Hearth API (``api``) and its sub-commands (``commands``)."""
