@@ -10,6 +10,7 @@ from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.reconcile.commands import _client_options
 
     hist = subparsers.add_parser("history", help="commits of a tenant's main with trailers")
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _history(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.pulls.commands import session
 
     params = {k: v for k, v in (("path", args.path), ("appliance", args.appliance),
@@ -46,6 +48,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.pulls.commands import session
 
     with session(args) as client:

@@ -180,6 +180,7 @@ def _address(value: str) -> str:
 
 def _appliance_address(args: argparse.Namespace) -> int:
     async def body(conn: Any, settings: Any) -> int:
+        # imported when the command runs: keeps `hearth --help` fast
         from engine.db import appliances
 
         appliance = await _appliance(conn, args.tenant, args.name)

@@ -22,6 +22,7 @@ from engine.gitserver.policy import MAIN_REF, main_update_refusal, parse_updates
 
 
 def _validate(new: str, old: str) -> list[str]:
+    # imported in the hook process only: keeps git's hook start-up small
     import pygit2
 
     from engine.errors import ConfigError

@@ -10,10 +10,12 @@ its last observed state against the head, described for people ("adds user
 maria to group reception on front-office"), with counts and when the
 tenant's policy would let it apply.
 
-``plan_preview`` is the ONE place a revision becomes a plan here; it does
-what the reconciler does for one appliance (desired at a revision + latest
-observed + inventory -> ``build_plan``), so it can be swapped for the
-reconciler's own ``preview_plan`` without touching anything else.
+``plan_preview`` is the ONE place a revision becomes a plan here, and it goes
+through ``engine.reconcile.source.plan_at``, the function the reconciler, the
+heartbeat trigger and the diff route use (``DesiredSource.plan``): the same
+inputs give the same plan everywhere. The observed states and inventories of
+the whole fleet are read in one query (``engine.db.pulls``) rather than one
+``preview_plan`` call per appliance, which keeps a 1,000-appliance preview fast.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from typing import Any
 import pygit2
 
 from engine.errors import ConfigError
-from engine.planning.plan import build_plan
 from engine.planning.policy import window_open
+from engine.reconcile.source import plan_at
 from engine.repos.reader import DesiredSnapshot, SnapshotReader
 from schemas.config import Policies
 from schemas.heartbeat import ObservedState
@@ -42,9 +44,8 @@ _NOUNS = {"users": "user", "groups": "group", "shares": "share", "zones": "DNS z
 def plan_preview(*, snapshot: DesiredSnapshot, name: str, observed: ObservedState | None,
                  inventory: Inventory, now: datetime) -> Plan:
     """What syncing appliance ``name`` to ``snapshot`` would do from its last observed state."""
-    desired = snapshot.desired(name)
-    return build_plan(desired=desired, observed=observed, inventory=inventory,
-                      policy=desired.policies, revision=snapshot.commit, now=now)
+    return plan_at(desired=snapshot.desired(name), revision=snapshot.commit,
+                   observed=observed, inventory=inventory, now=now)
 
 
 def describe(item: DiffItem) -> str:

@@ -15,6 +15,7 @@ from engine.errors import InvalidInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.reconcile.commands import _client_options
 
     token = subparsers.add_parser("token", help="personal access tokens (git over HTTP)")
@@ -72,6 +73,7 @@ def _expires(text: str) -> int | None:
 @contextmanager
 def session(args: argparse.Namespace) -> Iterator[Any]:
     """The API client of ``hearth app`` (same login), closed when the command ends."""
+    # imported when the command runs: keeps `hearth --help` fast
     from engine.reconcile.commands import _client as client
 
     found = client(args)

@@ -90,6 +90,17 @@ def stored_inventory(status_row: dict[str, Any] | None) -> Inventory:
     return Inventory.model_validate(stored.get("plan") or {})
 
 
+def plan_at(*, desired: DesiredAppliance, revision: str, observed: ObservedState | None,
+            inventory: Inventory, now: datetime, secrets: bool = True,
+            desired_canonical: CanonicalState | None = None) -> Plan:
+    """The one way a revision becomes a plan: ``desired`` at ``revision`` against ``observed``
+    and the stored ``inventory``, under the appliance's own policy. ``DesiredSource.plan``
+    (reconciler, trigger, API) and the pull request preview both call it."""
+    return build_plan(desired=desired, observed=observed, inventory=inventory,
+                      policy=desired.policies, revision=revision, now=now,
+                      desired_canonical=desired_canonical, secrets=secrets)
+
+
 class DesiredSource:
     """One per process; shared by the reconciler, the trigger and the API. Not a cache of
     truth: git holds desired state, this only remembers what it read."""
@@ -250,9 +261,9 @@ class DesiredSource:
         """The plan of ``desired`` at ``revision`` against ``observed`` (pure but for the
         canonical cache). ``secrets=False`` leaves out pending vault values: the heartbeat
         trigger has no inventory to compare them with."""
-        return build_plan(desired=desired, observed=observed, inventory=inventory,
-                          policy=desired.policies, revision=revision, now=now,
-                          desired_canonical=self.canonical(desired, revision), secrets=secrets)
+        return plan_at(desired=desired, revision=revision, observed=observed,
+                       inventory=inventory, now=now, secrets=secrets,
+                       desired_canonical=self.canonical(desired, revision))
 
     def heartbeat_plan(self, tenant: str, name: str, observed: ObservedState, *,
                        revision: str, now: datetime) -> Plan:

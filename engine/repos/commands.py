@@ -76,6 +76,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _is_bare(path: Path) -> bool:
+    # imported when the command runs: keeps `hearth --help` fast
     import pygit2
 
     try:
