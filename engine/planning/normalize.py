@@ -36,6 +36,7 @@ and pass it to ``build_plan``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from collections.abc import Iterable
@@ -269,8 +270,18 @@ def _zone_name(name: str) -> str:
     return name.strip().rstrip(".").lower()
 
 
+def _san(value: str) -> str:
+    """One SAN in canonical form: an IP address compressed (openssl prints IPv6 in full,
+    ``2001:DB8:0:0:0:0:0:1``; YAML may say ``2001:db8::1``), a DNS name lower case."""
+    value = value.strip()
+    try:
+        return ipaddress.ip_address(value).compressed
+    except ValueError:
+        return value.lower()
+
+
 def _sans(common_name: str, sans: Iterable[str]) -> tuple[str, ...]:
-    return _sorted([common_name.lower(), *(s.strip().lower() for s in sans)])
+    return _sorted([common_name.lower(), *(_san(s) for s in sans)])
 
 
 # --------------------------------------------------------------------------- #

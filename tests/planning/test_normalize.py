@@ -8,6 +8,8 @@ import pytest
 
 from engine.planning.normalize import (
     UNSET,
+    _san,
+    _sans,
     absolute_name,
     desired_record,
     presentation,
@@ -112,3 +114,24 @@ def test_unset_compares_equal_to_anything() -> None:
     assert (1, UNSET) == (1, 1042)
     assert (1, 1042) == (1, UNSET)
     assert (2, UNSET) != (1, 1042)
+
+
+SAN_CASES = [
+    ("2001:db8::1", "2001:db8::1"),
+    ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),  # how openssl prints it, as the agent reports
+    ("2001:0db8::0:1", "2001:db8::1"),
+    ("192.0.2.10", "192.0.2.10"),
+    ("Mail.Example.COM", "mail.example.com"),
+    (" www.example.com ", "www.example.com"),
+]
+
+
+@pytest.mark.parametrize(("san", "canonical"), SAN_CASES, ids=[c[0] for c in SAN_CASES])
+def test_sans_are_compared_canonical(san: str, canonical: str) -> None:
+    assert _san(san) == canonical
+
+
+def test_an_ipv6_san_as_openssl_prints_it_is_not_drift() -> None:
+    assert _sans("Box.Example", ["2001:DB8:0:0:0:0:0:1", "mail.example"]) == \
+        _sans("box.example", ["2001:db8::1", "MAIL.example"]) == \
+        ("2001:db8::1", "box.example", "mail.example")
