@@ -11,20 +11,20 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     # imported when the command runs: keeps `hearth --help` fast
-    from engine.reconcile.commands import _client_options
+    from engine.client.commands import add_client_options
 
     hist = subparsers.add_parser("history", help="commits of a tenant's main with trailers")
     hist.add_argument("tenant")
     hist.add_argument("--path")
     hist.add_argument("--appliance")
     hist.add_argument("--limit", type=int, default=50)
-    _client_options(hist)
+    add_client_options(hist)
     hist.set_defaults(handler=_history)
 
     audit = subparsers.add_parser("audit", help="the audit chain and events of a tenant")
     audit.add_argument("tenant")
     audit.add_argument("--jsonl", action="store_true", help="stream JSON Lines (export)")
-    _client_options(audit)
+    add_client_options(audit)
     audit.set_defaults(handler=_audit)
 
 

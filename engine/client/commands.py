@@ -20,39 +20,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     login = subparsers.add_parser("login", help="get a token for the app commands")
     login.add_argument("username")
     login.add_argument("--password-stdin", action="store_true")
-    _client_options(login)
+    add_client_options(login)
     login.set_defaults(handler=_login)
 
     app = subparsers.add_parser("app", help="appliances: list, get, diff, sync")
     app_sub = app.add_subparsers(dest="app_command", required=True)
     listing = app_sub.add_parser("list", help="appliances of a tenant with their status")
     listing.add_argument("tenant")
-    _client_options(listing)
+    add_client_options(listing)
     listing.set_defaults(handler=_app_list)
     for name, handler, text in (("get", _app_get, "one appliance's status and conditions"),
                                 ("diff", _app_diff, "what a sync would change")):
         sub = app_sub.add_parser(name, help=text)
         sub.add_argument("tenant")
         sub.add_argument("appliance")
-        _client_options(sub)
+        add_client_options(sub)
         sub.set_defaults(handler=handler)
     sync = app_sub.add_parser("sync", help="reconcile an appliance now")
     sync.add_argument("tenant")
     sync.add_argument("appliance")
     sync.add_argument("--dry-run", action="store_true", help="Ansible check mode with diff")
     sync.add_argument("--wait", action="store_true", help="follow the run until it ends")
-    _client_options(sync)
+    add_client_options(sync)
     sync.set_defaults(handler=_app_sync)
 
 
-def _client_options(parser: argparse.ArgumentParser) -> None:
+def add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api", default=os.environ.get("HEARTH_API_URL",
                                                         "http://127.0.0.1:8000"))
     parser.add_argument("--token", default=None, help="JWT (default: HEARTH_TOKEN or login)")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _client(args: argparse.Namespace) -> Any:
+def client_from_args(args: argparse.Namespace) -> Any:
     from engine.client.api import ApiClient, saved_token  # httpx: only when a command runs
 
     return ApiClient(args.api, saved_token(args.token))
@@ -73,7 +73,7 @@ def _short(revision: str | None) -> str:
 
 
 def _app_list(args: argparse.Namespace) -> int:
-    items = _client(args).call("GET", f"/api/v1/tenants/{args.tenant}/appliances")
+    items = client_from_args(args).call("GET", f"/api/v1/tenants/{args.tenant}/appliances")
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
@@ -87,7 +87,7 @@ def _app_list(args: argparse.Namespace) -> int:
 
 
 def _app_get(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_from_args(args)
     item = client.call("GET", f"/api/v1/appliances/{client.appliance(args.tenant, args.appliance)['id']}")
     if args.json:
         print(json.dumps(item, indent=2))
@@ -105,7 +105,7 @@ def _app_get(args: argparse.Namespace) -> int:
 
 
 def _app_diff(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_from_args(args)
     ident = client.appliance(args.tenant, args.appliance)["id"]
     plan = client.call("GET", f"/api/v1/appliances/{ident}/diff")
     if args.json:
@@ -128,7 +128,7 @@ def _sign(operation: str) -> str:
 
 
 def _app_sync(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_from_args(args)
     ident = client.appliance(args.tenant, args.appliance)["id"]
     answer = client.call("POST", f"/api/v1/appliances/{ident}/sync",
                          json={"dry_run": bool(args.dry_run)})

@@ -16,7 +16,7 @@ from engine.errors import InvalidInputError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     # imported when the command runs: keeps `hearth --help` fast
-    from engine.reconcile.commands import _client_options
+    from engine.client.commands import add_client_options
 
     token = subparsers.add_parser("token", help="personal access tokens (git over HTTP)")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -24,14 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--name", default="")
     create.add_argument("--scope", choices=("read", "write"), default="write")
     create.add_argument("--expires", default="90d", help="e.g. 30d, or 'never'")
-    _client_options(create)
+    add_client_options(create)
     create.set_defaults(handler=_token_create)
     listing = token_sub.add_parser("list", help="your tokens (hints only)")
-    _client_options(listing)
+    add_client_options(listing)
     listing.set_defaults(handler=_token_list)
     revoke = token_sub.add_parser("revoke", help="revoke one of your tokens")
     revoke.add_argument("id", type=int)
-    _client_options(revoke)
+    add_client_options(revoke)
     revoke.set_defaults(handler=_token_revoke)
 
     pr = subparsers.add_parser("pr", help="pull requests of a tenant")
@@ -39,14 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr_list = pr_sub.add_parser("list", help="pull requests, newest first")
     pr_list.add_argument("tenant")
     pr_list.add_argument("--state", choices=("open", "merged", "closed"))
-    _client_options(pr_list)
+    add_client_options(pr_list)
     pr_list.set_defaults(handler=_pr_list)
     pr_create = pr_sub.add_parser("create", help="open a pull request from a pushed branch")
     pr_create.add_argument("tenant")
     pr_create.add_argument("branch")
     pr_create.add_argument("--title", required=True)
     pr_create.add_argument("--body", default="")
-    _client_options(pr_create)
+    add_client_options(pr_create)
     pr_create.set_defaults(handler=_pr_create)
     for name, text in (("show", "one pull request: checks, plan preview, reviews"),
                        ("diff", "the unified diff"), ("approve", "approve at the head"),
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub.add_argument("number", type=int)
         if name == "approve":
             sub.add_argument("--body", default="")
-        _client_options(sub)
+        add_client_options(sub)
         sub.set_defaults(handler=_pr_action, action=name)
 
 
@@ -74,7 +74,7 @@ def _expires(text: str) -> int | None:
 def session(args: argparse.Namespace) -> Iterator[Any]:
     """The API client of ``hearth app`` (same login), closed when the command ends."""
     # imported when the command runs: keeps `hearth --help` fast
-    from engine.reconcile.commands import _client as client
+    from engine.client.commands import client_from_args as client
 
     found = client(args)
     try:
