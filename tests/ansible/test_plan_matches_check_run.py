@@ -147,5 +147,6 @@ def test_after_a_run_of_the_plan_plan_is_empty_exactly_when_a_check_run_changes_
                     inventory=box["inventory"], now=NOW)
     result = _run(converge, box, desired, check=True)
     assert after.empty == (result.hosts[NAME].changed == 0), (
-        f"plan: {[i.describe() for i in after.items]}; "
+        f"state: {state}; plan: {[i.describe() for i in after.items]}; "
+        f"extras: {[i.describe() for i in after.extras]}; "
         f"a check run would change: {_changed_tasks(result)}")

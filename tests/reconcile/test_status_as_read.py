@@ -42,6 +42,7 @@ from schemas.heartbeat import ObservedState
 from tests.reconcile.conftest import APPLIANCE, TENANT, Tenant
 
 PATH = "appliances/front-office.yaml"
+VAULT_PASSWORD = "hearth-demo-vault-password"
 PRINTER = "          - {name: printer, type: A, address: 192.168.10.40}\n"
 
 
@@ -79,7 +80,9 @@ async def _store_converged(tenant: Tenant, revision: str) -> None:
 
 
 def _reconciler(tenant: Tenant, redis: Redis, roots: Path | None = None) -> Reconciler:
-    return Reconciler(settings=tenant.settings, pool=tenant.pool, redis=redis,
+    # The example repo's vault password, so a run gets as far as Ansible.
+    settings = tenant.settings.model_copy(update={"ansible_vault_password": VAULT_PASSWORD})
+    return Reconciler(settings=settings, pool=tenant.pool, redis=redis,
                       queue=ReconcileQueue(redis), reader=SnapshotReader(),
                       executor=AnsibleExecutor(data_dir=tenant.settings.data_dir, timeout=120),
                       worker_id="test", roots_dir=roots)
@@ -112,8 +115,11 @@ async def test_a_run_in_progress_shows_within_a_second(tenant: Tenant, redis: Re
             break
         await asyncio.sleep(0.05)
     waited = time.monotonic() - started if started is not None else None
-    await pass_
-    assert seen is not None, "the run ended before any Progressing status was shown"
+    report = await pass_
+    async with tenant.pool.acquire() as conn:
+        run = await run_db.get_run(conn, run_id)
+    assert seen is not None, ("the run ended before any Progressing status was shown: "
+                              f"{report}, run {run['status']}: {run['error']}")
     assert waited is not None and waited < 1.0
     ready = _condition(seen, "Ready")
     assert ready is not None and ready["reason"] == "RunInProgress"
