@@ -1,8 +1,10 @@
 """An appliance's status as the API shows it.
 
-``status_of(row, desired_revision=…, now=…, heartbeat_interval=…)`` reads the
-``appliance_status`` row the reconciler writes after every pass (``row["sync"]``
-set; its rules are ``engine.planning.health``). An appliance no pass has
+``appliance_view`` shows the ``appliance_status`` row the reconciler writes
+after every pass (``row["sync"]`` set) as it reads now: a newer heartbeat or
+revision, the heartbeat's age and an invalid head of main are applied on top
+(``DesiredSource.read_status``; the rules are ``engine.planning.health``,
+``status_as_read``). An appliance no pass has
 reached yet (just registered, no worker running) has no such row; its status is
 then derived from heartbeats alone:
 
@@ -21,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from api.models import ApplianceOut
+from engine.reconcile.source import DesiredSource
 from engine.settings import DEFAULT_HEARTBEAT_INTERVAL
 from schemas.status import (
     MISSING_AFTER_INTERVALS,
@@ -72,13 +75,20 @@ def _status(sync: SyncStatus, health: HealthStatus, ready: str, reason: str, mes
                            desired_revision=desired, applied_revision=applied, message=message)
 
 
-def appliance_view(row: dict[str, Any], *, desired_revision: str | None, now: datetime,
+def appliance_view(row: dict[str, Any], *, source: DesiredSource, desired_revision: str | None,
+                   source_error: str | None, now: datetime,
                    heartbeat_interval: timedelta) -> ApplianceOut:
-    """The API's view of one appliance from ``engine.db.appliances.status_row``."""
+    """The API's view of one appliance from ``engine.db.appliances.status_row``: the stored
+    status as it reads now (``DesiredSource.read_status``), else the heartbeat-only one."""
+    if row.get("sync"):
+        status = source.read_status(row, revision=desired_revision, source_error=source_error,
+                                    now=now, heartbeat_interval=heartbeat_interval)
+    else:
+        status = status_of(row, desired_revision=desired_revision, now=now,
+                           heartbeat_interval=heartbeat_interval)
     return ApplianceOut(
         id=row["id"], tenant=row["tenant"], name=row["name"], hostname=row["hostname"],
         address=row["address"],
-        status=status_of(row, desired_revision=desired_revision, now=now,
-                         heartbeat_interval=heartbeat_interval),
+        status=status,
         last_heartbeat_at=row.get("received_at"), last_sequence=row.get("sequence"),
         agent_version=row.get("agent_version"))

@@ -26,8 +26,9 @@ async def get_appliance(appliance_id: FromPath[uuid.UUID], conn: Conn, ctx: Ctx,
                         tenant_row: TenantRow) -> ApplianceOut:
     row = await appliances.status_row(conn, appliance_id)
     desired = await ctx.revision(tenant_row["name"])
-    return appliance_view(row, desired_revision=desired, now=datetime.now(UTC),
-                          heartbeat_interval=ctx.settings.heartbeat_interval)
+    error = await ctx.source.head_error(tenant_row["name"])
+    return appliance_view(row, source=ctx.source, desired_revision=desired, source_error=error,
+                          now=datetime.now(UTC), heartbeat_interval=ctx.settings.heartbeat_interval)
 
 
 @post("/api/v1/appliances/{appliance_id:uuid}/token", opt={"permission": "appliances.rotate"},

@@ -42,10 +42,12 @@ async def get_tenant(tenant: FromPath[str], ctx: Ctx, tenant_row: TenantRow) -> 
 async def list_appliances(tenant: FromPath[str], conn: Conn, ctx: Ctx,
                           tenant_row: TenantRow) -> list[ApplianceOut]:
     desired = await ctx.revision(tenant)
+    error = await ctx.source.head_error(tenant)
     now = datetime.now(UTC)
     rows = await appliances.status_rows(conn, tenant_id=tenant_row["id"])
-    return [appliance_view(row, desired_revision=desired, now=now,
-                           heartbeat_interval=ctx.settings.heartbeat_interval) for row in rows]
+    return [appliance_view(row, source=ctx.source, desired_revision=desired, source_error=error,
+                           now=now, heartbeat_interval=ctx.settings.heartbeat_interval)
+            for row in rows]
 
 
 @post("/api/v1/tenants/{tenant:str}/appliances", opt={"permission": "appliances.register"},

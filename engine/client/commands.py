@@ -77,13 +77,27 @@ def _app_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
-    print(f"{'NAME':<20} {'SYNC':<10} {'HEALTH':<12} {'DESIRED':<13} {'APPLIED':<13} LAST HEARTBEAT")
+    print(f"{'NAME':<20} {'SYNC':<10} {'HEALTH':<12} {'DESIRED':<13} {'APPLIED':<13} "
+          f"{'LAST HEARTBEAT':<33} REASON")
+    source_errors: dict[str, None] = {}
     for item in items:
         status = item["status"]
+        ready = _condition(status, "Ready")
         print(f"{item['name']:<20} {status['sync']:<10} {status['health']:<12} "
               f"{_short(status.get('desired_revision')):<13} "
-              f"{_short(status.get('applied_revision')):<13} {item.get('last_heartbeat_at') or '-'}")
+              f"{_short(status.get('applied_revision')):<13} "
+              f"{item.get('last_heartbeat_at') or '-':<33} "
+              f"{ready['reason'] if ready else '-'}")
+        source = _condition(status, "SourceValid")
+        if source is not None and source["status"] == "False":
+            source_errors[source.get("message", "")] = None
+    for message in source_errors:  # one tenant, one head: said once, not per appliance
+        print(f"! {message}")
     return 0
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
 
 
 def _app_get(args: argparse.Namespace) -> int:
@@ -106,11 +120,15 @@ def _app_get(args: argparse.Namespace) -> int:
 
 def _app_diff(args: argparse.Namespace) -> int:
     client = client_from_args(args)
-    ident = client.appliance(args.tenant, args.appliance)["id"]
-    plan = client.call("GET", f"/api/v1/appliances/{ident}/diff")
+    found = client.appliance(args.tenant, args.appliance)
+    plan = client.call("GET", f"/api/v1/appliances/{found['id']}/diff")
     if args.json:
         print(json.dumps(plan, indent=2))
         return 0
+    # The plan is at the revision that applies; say when that is not the head of main.
+    source = _condition(found["status"], "SourceValid")
+    if source is not None and source["status"] == "False":
+        print(f"! {source.get('message', '')}")
     items = plan.get("items", [])
     if not items and not plan.get("extras"):
         print(f"{args.tenant}/{args.appliance} is in sync at {_short(plan.get('revision'))}")

@@ -151,7 +151,7 @@ async def get_appliance_by_name(
 _VIEW = """
 SELECT a.id, a.tenant_id, t.name AS tenant, a.name, a.hostname, a.address, a.created_at,
        o.sequence, o.sent_at, o.received_at, o.applied_revision AS reported_revision,
-       o.services, o.agent_version,
+       o.services, o.agent_version, o.observed,
        s.sync, s.health, s.conditions, s.desired_revision, s.applied_revision,
        s.updated_at AS status_updated_at
   FROM appliances a

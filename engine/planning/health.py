@@ -36,7 +36,38 @@ Applied revision (``applied_after``), before the status is computed:
     otherwise                                  -> what the last successful run applied
 Message (``with_decision``), after: a plan with items that policy did not let
 run (outside the maintenance window, auto-sync off...) appends the decision's
-message, except when the appliance is stalled (its Stalled condition says so).
+message to the status message and to the Ready condition (whose reason becomes
+the decision's, e.g. ``AutoSyncDisabled``: "revision … is waiting for a manual
+sync (auto_sync off)"), except when the appliance is stalled (its Stalled
+condition says so).
+
+A run going (``RunSummary.outcome == "running"``) is written when its run row
+is created, so ``Progressing`` / ``RunInProgress`` naming the run shows while
+Ansible works, not only after.
+
+As read (``status_as_read``): the stored status is what the last pass wrote;
+when it is read (the API), what is known since is applied on top, first rule
+that holds in each numbered group (the Missing rule is applied after the sync rule):
+    1. no heartbeat, or none for ``MISSING_AFTER_INTERVALS``
+       intervals (now, not when the pass ran)          -> Missing, Ready False
+       stored Missing but a heartbeat is fresh now      -> Progressing, Ready Unknown
+                                                           ``HeartbeatResumed``
+    2. a heartbeat newer than the stored status, or a
+       revision of main newer than the stored desired
+       one: the plan of that heartbeat at that revision
+       (the heartbeat trigger's plan) decides sync:
+         empty                                          -> Synced
+         items, revision not the stored one             -> OutOfSync, Ready False
+                                                           ``RevisionPending`` naming it
+         items                                          -> OutOfSync, Ready False
+                                                           ``DriftDetected`` with the drift
+       health stays as stored (a run going stays ``Progressing``, Ready
+       and Reconciling keep ``RunInProgress``; the drift goes in the message)
+    3. the head of main is invalid                      -> ``SourceValid=False`` with
+                                                           file:line:col; a stored
+                                                           ``SourceValid`` goes once the
+                                                           head validates again
+The status message is the Ready message, then the others' messages.
 """
 
 from __future__ import annotations
@@ -75,6 +106,7 @@ class RunSummary:
     plan: Plan
     finished_at: datetime | None = None
     error: str = ""
+    run_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,7 +143,12 @@ def with_decision(status: ApplianceStatus, *, plan: Plan, decision: Decision | N
     """``status`` with why a pending plan did not run appended to its message."""
     if decision is None or decision.run or plan.empty or decision.reason == "Stalled":
         return status
+    conditions = tuple(
+        c.model_copy(update={"reason": decision.reason,
+                             "message": f"{c.message}; {decision.message}".strip("; ")})
+        if c.type == "Ready" and c.status != "True" else c for c in status.conditions)
     return status.model_copy(update={
+        "conditions": conditions,
         "message": f"{status.message}; {decision.message}".strip("; ")})
 
 
@@ -132,8 +169,9 @@ def _health(inputs: StatusInputs) -> _Verdict:
                         f"no heartbeat for {int(age.total_seconds())} s "
                         f"(last at {heartbeat.received_at.isoformat()})")
     if run is not None and run.outcome == "running":
+        named = f"run {run.run_id} " if run.run_id is not None else ""
         return _Verdict(HealthStatus.PROGRESSING, "RunInProgress",
-                        f"applying revision {run.revision[:12]}")
+                        f"{named}applying revision {run.revision[:12]}")
     after_run = run is None or (run.finished_at is not None
                                 and heartbeat.received_at >= run.finished_at)
     if after_run and heartbeat.plan.in_sync:
@@ -214,3 +252,83 @@ def status_after(inputs: StatusInputs, *, previous: ApplianceStatus | None = Non
         applied_revision=inputs.applied_revision,
         message=message,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadInputs:
+    """What is known when a stored status is read (the API), beyond the status itself."""
+
+    now: datetime
+    heartbeat_interval: timedelta
+    stored_at: datetime
+    """When the last pass wrote the stored status."""
+    heartbeat_received_at: datetime | None
+    revision: str | None
+    """The revision that applies now: the head of main when it validates, else the last
+    good one."""
+    plan: Plan | None = None
+    """The latest heartbeat's plan at ``revision`` (the heartbeat trigger's); None when
+    there is no heartbeat or the appliance is not at that revision."""
+    source_error: str | None = None
+    """Why the head of main is not applied (file:line:col), if it is invalid."""
+
+
+def status_as_read(stored: ApplianceStatus, inputs: ReadInputs) -> ApplianceStatus:
+    """``stored`` with what is known since it was written; rules in the module docstring."""
+    now = inputs.now
+    conditions = {c.type: c for c in stored.conditions}
+    sync, health = stored.sync, stored.health
+    desired = stored.desired_revision
+
+    def put(type_: ConditionType, status: str, reason: str, message: str) -> None:
+        conditions[type_] = Condition(
+            type=type_, status=status, reason=reason, message=message,  # type: ignore[arg-type]
+            last_transition=transition_time(conditions.get(type_), status=status, now=now),
+            desired_revision=desired, applied_revision=stored.applied_revision)
+
+    received = inputs.heartbeat_received_at
+    newer_revision = inputs.revision is not None and inputs.revision != stored.desired_revision
+    fresher = received is not None and received > inputs.stored_at
+    if inputs.plan is not None and (fresher or newer_revision):
+        plan = inputs.plan
+        if plan.in_sync:
+            sync = SyncStatus.SYNCED
+        else:
+            sync = SyncStatus.OUT_OF_SYNC
+            if newer_revision:
+                desired = inputs.revision
+                reason = "RevisionPending"
+                message = (f"revision {plan.revision[:12]} of main is not applied yet: "
+                           f"{plan.summary()}")
+            else:
+                reason = "DriftDetected"
+                message = f"the appliance differs from desired state: {plan.summary()}"
+            if health is HealthStatus.PROGRESSING:
+                ready = conditions.get("Ready")
+                if ready is not None:
+                    put("Ready", ready.status, ready.reason, f"{ready.message}; {message}")
+            else:
+                put("Ready", "False", reason, message)
+    if received is None or now - received > inputs.heartbeat_interval * MISSING_AFTER_INTERVALS:
+        health = HealthStatus.MISSING
+        if received is None:
+            put("Ready", "False", "NoHeartbeat", "no heartbeat received yet")
+        else:
+            age = int((now - received).total_seconds())
+            put("Ready", "False", "HeartbeatMissing",
+                f"no heartbeat for {age} s (last at {received.isoformat()})")
+        conditions.pop("Reconciling", None)
+    elif health is HealthStatus.MISSING:
+        health = HealthStatus.PROGRESSING
+        put("Ready", "Unknown", "HeartbeatResumed",
+            f"heartbeats resumed at {received.isoformat()}; waiting for the next pass")
+    if inputs.source_error:
+        put("SourceValid", "False", "ValidationFailed", inputs.source_error)
+    else:
+        conditions.pop("SourceValid", None)
+    order = ("Ready", "Reconciling", "Stalled", "SourceValid")
+    ordered = tuple(conditions[t] for t in order if t in conditions)
+    messages = list(dict.fromkeys(c.message for c in ordered if c.message))
+    return ApplianceStatus(
+        sync=sync, health=health, conditions=ordered, desired_revision=desired,
+        applied_revision=stored.applied_revision, message="; ".join(messages))

@@ -7,7 +7,7 @@ tuple of field values in the fixed order of ``FIELDS``, plus domain-wide
 ``settings``. Two converged sides produce equal canonical values, so an
 appliance in sync yields an empty plan. The rules:
 
-- identity: users, groups, shares, certificates by name; zones by name
+- identity: users, groups, shares, Samba accounts, certificates by name; zones by name
   (lower case, no trailing dot); records by ``(absolute name, type, data)``;
   mail domains, mailboxes and aliases by lower-cased address;
 - lists that are sets are sorted tuples (groups, valid users, SANs with the
@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.dnsdata import canonical_txt, quote_txt
+from schemas.accounts import samba_account_names
 from schemas.config import (
     Certificate,
     DesiredAppliance,
@@ -92,6 +93,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "groups": ("gid",),
     "shares": ("path", "comment", "read_only", "browseable", "valid_users", "valid_groups",
                "guest_ok", "path_exists"),
+    "accounts": (),
     "zones": ("valid",),
     "records": ("ttl",),
     "certificates": ("common_name", "sans", "key_type", "chains_to_ca", "consumers"),
@@ -329,10 +331,16 @@ def _share(share: Share | ObservedShare, path: str, path_exists: bool) -> tuple[
             _sorted(share.valid_users), _sorted(share.valid_groups), share.guest_ok, path_exists)
 
 
-def _desired_samba(samba: SambaSpec) -> CanonicalDomain:
+def _desired_samba(desired: DesiredAppliance, samba: SambaSpec) -> CanonicalDomain:
     objects: dict[ObjectKey, tuple[Any, ...]] = {
         ("shares", share.name): _share(share, share.path, True) for share in samba.shares}
-    return CanonicalDomain(settings={"workgroup": samba.workgroup.upper()}, objects=objects)
+    # The passdb accounts the executor keeps (``samba_account_names``); absent users lose
+    # theirs whatever the prune policy, as the samba role removes them.
+    for name in samba_account_names(desired):
+        objects[("accounts", name)] = ()
+    absent = frozenset(("accounts", u.name) for u in desired.users.users if u.state == "absent")
+    return CanonicalDomain(settings={"workgroup": samba.workgroup.upper()}, objects=objects,
+                           absent=absent)
 
 
 def _mail(mail: MailSpec | ObservedMail) -> CanonicalDomain:
@@ -384,7 +392,7 @@ def normalize_desired(desired: DesiredAppliance) -> CanonicalState:
     if desired.dns is not None:
         state["dns"] = _desired_dns(desired.dns)
     if desired.samba is not None:
-        state["samba"] = _desired_samba(desired.samba)
+        state["samba"] = _desired_samba(desired, desired.samba)
     if desired.mail is not None:
         state["mail"] = _mail(desired.mail)
     return state
@@ -437,6 +445,8 @@ def _observed_samba(samba: ObservedSamba) -> CanonicalDomain:
     objects: dict[ObjectKey, tuple[Any, ...]] = {
         ("shares", share.name): _share(share, share.path.rstrip("/") or "/", share.path_exists)
         for share in samba.shares}
+    for name in samba.samba_users:
+        objects[("accounts", name)] = ()
     return CanonicalDomain(settings={"workgroup": samba.workgroup.upper()}, objects=objects)
 
 

@@ -63,7 +63,7 @@ def decide(*, plan: Plan, policy: Policies, applied_revision: str | None, manual
     new_revision = applied_revision != plan.revision
     if new_revision and not policy.auto_sync:
         return Decision(False, "AutoSyncDisabled",
-                        f"revision {plan.revision[:12]} waits for a manual sync (auto_sync off)")
+                        f"revision {plan.revision[:12]} is waiting for a manual sync (auto_sync off)")
     if not new_revision and not policy.self_heal:
         return Decision(False, "SelfHealDisabled",
                         f"drift on the appliance is reported, not undone (self_heal off): "

@@ -27,8 +27,10 @@ but the names, and re-reads everything:
    (manual) runs alone in check mode and changes nothing but its run record.
 6. **Record.** Per-host results go on the run row; each appliance's next
    inventory, revision and failure count follow (``Member.ran``).
-7. **Status.** In a ``finally``, every appliance's status is recomputed from
-   what is now known (``planning.health``) and stored with its inventory.
+7. **Status.** When a run row is created its appliances' status is written as
+   ``Progressing`` / ``RunInProgress`` naming the run; in a ``finally``, every
+   appliance's status is recomputed from what is now known
+   (``planning.health``) and stored with its inventory.
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ class Reconciler:
                     return report(config_error=selection.config_error)
                 run_ids: list[int] = []
                 try:
-                    run_ids = await self._converge(conn, tenant_row, snapshot, locked)
+                    run_ids = await self._converge(conn, tenant_row, snapshot, locked,
+                                                   selection.config_error)
                 finally:
                     for member in locked:
                         await self._write_status(conn, snapshot, member,
@@ -179,7 +182,8 @@ class Reconciler:
                 log.warning("stopped orphaned ansible processes %s", killed)
 
     async def _converge(self, conn: asyncpg.Connection, tenant_row: dict[str, Any],
-                        snapshot: DesiredSnapshot, locked: list[Member]) -> list[int]:
+                        snapshot: DesiredSnapshot, locked: list[Member],
+                        config_error: str | None) -> list[int]:
         run_ids: list[int] = []
         for member in locked:
             inputs = await self._load(conn, snapshot, member)
@@ -193,7 +197,7 @@ class Reconciler:
             run_ids.append(await self._dry_run(conn, snapshot, member))
         batch = [m for m in runnable if m.inputs and not m.inputs.dry_run]
         if batch:
-            run_ids.append(await self._run(conn, tenant_row, snapshot, batch))
+            run_ids.append(await self._run(conn, tenant_row, snapshot, batch, config_error))
         for member in locked:
             if member.outcome is Outcome.SKIPPED:
                 member.outcome = Outcome.DONE
@@ -251,7 +255,8 @@ class Reconciler:
     # ------------------------------------------------------------------ #
 
     async def _run(self, conn: asyncpg.Connection, tenant_row: dict[str, Any],
-                   snapshot: DesiredSnapshot, batch: list[Member]) -> int:
+                   snapshot: DesiredSnapshot, batch: list[Member], config_error: str | None
+                   ) -> int:
         tenant = tenant_row["name"]
         domains = sorted({d for m in batch for d in (m.plan.domains_changed if m.plan else ())})
         if any(m.observed is None for m in batch):
@@ -276,6 +281,12 @@ class Reconciler:
                                     results={"superseded_by": run_id}, changed=0, failed=0)
         for member in batch:
             member.run_id = run_id
+            if member.plan is not None:  # always, for a member that may run
+                # Progressing / RunInProgress from the moment the run row exists.
+                await self._write_status(conn, snapshot, member, config_error,
+                                         running=RunSummary(outcome="running",
+                                                            revision=snapshot.commit,
+                                                            plan=member.plan, run_id=run_id))
         log.info("run %s: tenant %s, %s, revision %s, domains %s", run_id, tenant,
                  [m.name for m in batch], snapshot.commit[:12], domains)
         result, error = await self._execute(
@@ -413,18 +424,19 @@ class Reconciler:
                 failure or TransientFailure("the run failed on this appliance")))
 
     async def _write_status(self, conn: asyncpg.Connection, snapshot: DesiredSnapshot,
-                            member: Member, config_error: str | None) -> None:
+                            member: Member, config_error: str | None, *,
+                            running: RunSummary | None = None) -> None:
         inputs, plan = member.inputs, member.plan
         if inputs is None or plan is None:
             return
-        last = await run_db.last_finished_run(conn, member.id)
-        run_summary = None
+        last = await run_db.last_finished_run(conn, member.id) if running is None else None
+        run_summary = running
         if last is not None:
             plan_json = (last["plan"] or {}).get(member.name)
             run_summary = RunSummary(
                 outcome=last["status"], revision=last["revision"],
                 plan=Plan.model_validate(plan_json) if plan_json else plan,
-                finished_at=last["finished_at"], error=last["error"] or "")
+                finished_at=last["finished_at"], error=last["error"] or "", run_id=last["id"])
         heartbeat = None
         if inputs.received_at is not None:
             heartbeat = HeartbeatSummary(received_at=inputs.received_at, plan=plan)

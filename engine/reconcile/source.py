@@ -16,6 +16,10 @@ and diff routes (and later the pull request preview) cannot disagree:
   (``stored_inventory``).
 - **the plan**: ``plan`` (inputs already loaded, as the reconciler has them)
   and ``preview_plan`` (everything read for the caller).
+- **the status as read**: ``read_status`` puts what is known since the last
+  pass (a newer heartbeat planned as the trigger plans it, a newer revision,
+  the heartbeat's age, an invalid head from ``head_error``) on the stored
+  status, by the rules of ``engine.planning.health.status_as_read``.
 
 Heads are cached in ONE place, ``head(tenant, max_age=...)``: the
 reconciler and the config route read the ref every time (``max_age=0``); a
@@ -29,10 +33,11 @@ thin adapter that feeds it from git and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -43,6 +48,7 @@ from engine.db import heartbeats as heartbeat_db
 from engine.db import runs as run_db
 from engine.db import tenants as tenant_db
 from engine.errors import ConfigError, ConflictError, NotFoundError
+from engine.planning.health import ReadInputs, status_as_read
 from engine.planning.normalize import CanonicalState, normalize_desired
 from engine.planning.plan import build_plan
 from engine.repos.reader import DesiredSnapshot, SnapshotReader
@@ -50,6 +56,7 @@ from engine.repos.store import RepoStore
 from schemas.config import DesiredAppliance
 from schemas.heartbeat import ObservedState
 from schemas.plan import EMPTY_INVENTORY, Inventory, Plan
+from schemas.status import ApplianceStatus, Condition, HealthStatus, SyncStatus
 
 Db = asyncpg.Connection | asyncpg.Pool
 """Anything that runs a query: a connection the caller holds, or the pool."""
@@ -84,6 +91,12 @@ class Observation:
     received_at: datetime | None = None
 
 
+def invalid_message(revision: str, error: ConfigError) -> str:
+    """Why a revision of main is not applied, each issue as file:line:col: message."""
+    return (f"revision {revision[:12]} of main is invalid and was not applied: "
+            + "; ".join(str(i) for i in error.issues[:5]))
+
+
 def stored_inventory(status_row: dict[str, Any] | None) -> Inventory:
     """The inventory the reconciler stored with the appliance's status (empty if none)."""
     stored = (status_row or {}).get("inventory") or {}
@@ -113,6 +126,8 @@ class DesiredSource:
         self._heads: dict[str, tuple[float, str | None]] = {}
         self._canonicals: dict[tuple[str, str, str], CanonicalState] = {}
         self._valid: dict[tuple[str, str], bool] = {}
+        self._errors: dict[tuple[str, str], str] = {}
+        """(tenant, revision) -> why it does not validate, file:line:col first."""
         self._repos: dict[str, tuple[str, pygit2.Repository]] = {}
         """tenant -> (head, open repository), for the event loop's own thread only
         (``snapshot_now``): opening one costs ~0.5 ms, and libgit2 handles are not shared
@@ -154,9 +169,18 @@ class DesiredSource:
             try:
                 self.load(tenant, revision)
                 self._valid[key] = True
-            except ConfigError:
+            except ConfigError as exc:
+                self._errors[key] = invalid_message(revision, exc)
                 self._valid[key] = False
         return self._valid[key]
+
+    async def head_error(self, tenant: str) -> str | None:
+        """Why the head of ``tenant``'s main is not applied (file:line:col), or None when
+        it validates or there is none. Reads the ref now; validation is remembered."""
+        head = await asyncio.to_thread(self._existing_head, tenant, 0.0)
+        if head is None or await asyncio.to_thread(self.is_valid, tenant, head):
+            return None
+        return self._errors.get((tenant, head))
 
     async def revision(self, db: Db, tenant: str, *, max_age: float = 0.0) -> str | None:
         """The revision appliances of ``tenant`` should converge to: the head of main when
@@ -208,8 +232,7 @@ class DesiredSource:
             if tenant_row.get("validated_revision") != head:
                 await tenant_db.record_validation(conn, tenant_id=tenant_row["id"], revision=head,
                                                   errors=[i.as_dict() for i in exc.issues])
-            message = (f"revision {head[:12]} of main is invalid and was not applied: "
-                       + "; ".join(str(i) for i in exc.issues[:5]))
+            message = self._errors[(tenant, head)] = invalid_message(head, exc)
             good = tenant_row.get("last_good_revision")
             if good is None:
                 return Selection(None, message)
@@ -273,6 +296,28 @@ class DesiredSource:
         desired = self.snapshot_now(tenant, revision).desired(name)
         return self.plan(desired=desired, revision=revision, observed=observed,
                          inventory=EMPTY_INVENTORY, now=now, secrets=False)
+
+    def read_status(self, row: dict[str, Any], *, revision: str | None,
+                    source_error: str | None, now: datetime,
+                    heartbeat_interval: timedelta) -> ApplianceStatus:
+        """The stored status of an appliance as it reads now (``health.status_as_read``):
+        ``row`` is ``engine.db.appliances.status_row`` with a status (``row["sync"]`` set);
+        its latest heartbeat is planned at ``revision`` as the heartbeat trigger does."""
+        stored = ApplianceStatus(
+            sync=SyncStatus(row["sync"]), health=HealthStatus(row["health"]),
+            conditions=tuple(Condition.model_validate(c) for c in row.get("conditions") or ()),
+            desired_revision=row.get("desired_revision"),
+            applied_revision=row.get("applied_revision"))
+        plan = None
+        if revision is not None and row.get("observed") is not None:
+            observed = ObservedState.model_validate(row["observed"])
+            with contextlib.suppress(ConfigError, NotFoundError):
+                plan = self.heartbeat_plan(row["tenant"], row["name"], observed,
+                                           revision=revision, now=now)
+        return status_as_read(stored, ReadInputs(
+            now=now, heartbeat_interval=heartbeat_interval, stored_at=row["status_updated_at"],
+            heartbeat_received_at=row.get("received_at"), revision=revision, plan=plan,
+            source_error=source_error))
 
     async def preview_plan(self, conn: asyncpg.Connection, *, tenant: str, appliance: str,
                            revision: str | None = None, now: datetime | None = None) -> Plan:

@@ -66,6 +66,18 @@ def _box_has_mallory(doc: Doc) -> None:
     doc["users"]["users"].append(_user("mallory"))
 
 
+def _box_lost_samba_account(doc: Doc) -> None:
+    doc["samba"]["samba_users"].remove("carol")
+
+
+def _box_has_mallory_account(doc: Doc) -> None:
+    doc["samba"]["samba_users"].append("mallory")
+
+
+def _box_has_eve_account(doc: Doc) -> None:
+    doc["samba"]["samba_users"].append("eve")
+
+
 def _move_share(doc: Doc) -> None:
     doc["samba"]["shares"][0]["path"] = "/srv/data2"
 
@@ -136,8 +148,16 @@ CASES = [
     Case("volatile-fields-ignored", change_observed=_stale_serial_and_ns),
     Case("uid-not-in-yaml-ignored", change_observed=_unset_uid_changes),
     Case("dns-relative-names-and-split-txt", change_observed=_relative_names),
+    # dave reaches the data share through the staff group: the run adds his Samba account
     Case("added-user", change_desired=_add_dave,
-         items=[("users", "add", ("users", "dave"), "missing")]),
+         items=[("users", "add", ("users", "dave"), "missing"),
+                ("samba", "add", ("accounts", "dave"), "missing")]),
+    Case("samba-account-missing-on-box", change_observed=_box_lost_samba_account,
+         items=[("samba", "add", ("accounts", "carol"), "missing")]),
+    Case("absent-user-samba-account-removed", change_observed=_box_has_mallory_account,
+         items=[("samba", "remove", ("accounts", "mallory"), "absent")]),
+    Case("unmanaged-samba-account-is-extra", change_observed=_box_has_eve_account,
+         extras=[(("samba", "remove", ("accounts", "eve"), "extra"), False)]),
     Case("unmanaged-user-is-extra", change_observed=_box_has_eve,
          extras=[(("users", "remove", ("users", "eve"), "extra"), False)]),
     Case("unmanaged-user-with-prune-is-extra", change_observed=_box_has_eve, prune=True,
@@ -163,6 +183,9 @@ CASES = [
          items=[("pki", "modify", ("certificates", "mail", "key_type"), "differs")]),
     Case("domain-not-running", change_observed=_no_samba,
          items=[("samba", "add", (), "not running"),
+                ("samba", "add", ("accounts", "alice"), "missing"),
+                ("samba", "add", ("accounts", "bob"), "missing"),
+                ("samba", "add", ("accounts", "carol"), "missing"),
                 ("samba", "add", ("shares", "admin"), "missing"),
                 ("samba", "add", ("shares", "data"), "missing"),
                 ("samba", "modify", ("workgroup",), "differs")]),
@@ -211,7 +234,8 @@ def test_items_in_apply_order(desired_doc: Doc, observed_doc: Doc) -> None:
     _renewal_due(observed_doc)
     plan = _plan(desired_doc, observed_doc)
     assert [(i.domain, i.operation) for i in plan.items] == [
-        ("users", "add"), ("users", "remove"), ("pki", "modify"), ("samba", "modify"),
+        ("users", "add"), ("users", "remove"), ("pki", "modify"), ("samba", "add"),
+        ("samba", "modify"),
     ]
     assert plan.domains_changed == ("users", "pki", "samba")
 
