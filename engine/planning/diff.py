@@ -18,7 +18,10 @@ per domain. The rules, in the order they apply:
    due``).
 5. An object the YAML marks absent (``state: absent``) that is present:
    ``remove``, reason ``absent``, whatever the prune policy.
-6. Any other observed object not desired: a ``remove`` (reason ``pruned``)
+6. A record, on the box, of a zone Hearth renders that the YAML does not list:
+   ``remove``, reason ``not in zone``, whatever the prune policy (the zone file
+   is written whole from the desired records; the plan says what the run does).
+7. Any other observed object not desired: a ``remove`` (reason ``pruned``)
    only when it is in the inventory and ``prune`` is on; otherwise an extra,
    ``managed`` when the inventory holds it. Records of a zone that is itself
    removed or extra are covered by the zone's item and not listed.
@@ -113,7 +116,12 @@ def diff_domain(
             continue  # a record of a zone that is itself removed or extra
         is_managed = key in managed
         before = as_json(key, have_values)
-        if is_managed and prune:
+        if len(key) > 2:
+            # A record of a zone Hearth renders: the zone file is written whole from the
+            # desired records, so the run removes it whatever the prune policy.
+            items.append(DiffItem(domain=domain, operation="remove", path=key, before=before,
+                                  reason="not in zone"))
+        elif is_managed and prune:
             items.append(DiffItem(domain=domain, operation="remove", path=key, before=before,
                                   reason="pruned"))
         else:

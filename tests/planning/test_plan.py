@@ -88,6 +88,11 @@ def _box_dropped_record(doc: Doc) -> None:
     ]
 
 
+def _box_has_extra_record(doc: Doc) -> None:
+    doc["dns"]["zones"][0]["records"].append(
+        {"name": "old.acme.example.", "type": "A", "ttl": 3600, "data": "192.0.2.99"})
+
+
 def _relative_names(doc: Doc) -> None:
     """The agent reports relative owner names, '@', unsplit TXT and bare MX targets."""
     zone = doc["dns"]["zones"][0]
@@ -175,6 +180,14 @@ CASES = [
     Case("record-missing-on-box", change_observed=_box_dropped_record,
          items=[("dns", "add", ("zones", "acme.example", "records",
                                 "acme.example. MX 10 mail.acme.example."), "missing")]),
+    # The zone file is written whole from the YAML: a record the YAML dropped goes, prune or not.
+    Case("record-not-in-yaml-removed-without-prune", change_observed=_box_has_extra_record,
+         items=[("dns", "remove", ("zones", "acme.example", "records",
+                                   "old.acme.example. A 192.0.2.99"), "not in zone")]),
+    Case("record-not-in-yaml-removed-with-prune", change_observed=_box_has_extra_record,
+         prune=True,
+         items=[("dns", "remove", ("zones", "acme.example", "records",
+                                   "old.acme.example. A 192.0.2.99"), "not in zone")]),
     Case("extra-zone-reported-once", change_observed=_box_extra_zone,
          extras=[(("dns", "remove", ("zones", "old.example"), "extra"), False)]),
     Case("certificate-renewal-due", change_observed=_renewal_due,
