@@ -48,6 +48,9 @@ class ModelClient:
         self._client = ollama.AsyncClient(host=host, timeout=httpx.Timeout(timeout, connect=5.0))
         self._format = reply_format_schema()
 
+    async def aclose(self) -> None:
+        await self._client._client.aclose()  # the ollama client has no close of its own
+
     async def propose(self, messages: list[dict[str, str]]) -> Proposal:
         started = time.perf_counter()
         last: Exception | None = None

@@ -49,6 +49,7 @@ async def _main(model_timeout: float, out: TextIO) -> None:
               file=out, flush=True)
         await service.run(stop)
         await pulls.idle()
+        await model.aclose()
     finally:
         await pool.close()
         await redis.aclose()

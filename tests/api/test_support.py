@@ -38,13 +38,13 @@ async def worker(settings: Settings, host: str, *, backoff: float = 5.0
     redis = Redis.from_url(settings.redis_url)
     store, reader = RepoStore(settings.repos_dir), SnapshotReader()
     pulls = PullRequests(pool=pool, store=store, reader=reader, queue=ReconcileQueue(redis))
+    model = ModelClient(host=host, model="llama3.2:3b", timeout=5, retries=0)
     try:
         yield SupportService(pool=pool, redis=redis, store=store, reader=reader, pulls=pulls,
-                             model=ModelClient(host=host, model="llama3.2:3b", timeout=5,
-                                               retries=0),
-                             limits=SupportLimits(backoff_base=backoff))
+                             model=model, limits=SupportLimits(backoff_base=backoff))
         await pulls.idle()
     finally:
+        await model.aclose()
         await pulls.aclose()
         await pool.close()
         await redis.aclose()
@@ -161,14 +161,15 @@ async def test_model_down_then_back(client: AsyncTestClient, world: World) -> No
     # Redis lost the queue entry: the resync finds the request in PostgreSQL again.
     server = ScriptedOllama(port)
     try:
-        server.replies.append(json.dumps({"kind": "answer", "intents": [],
-                                          "text": "Connect to the office VPN first."}))
+        server.replies += [json.dumps({"kind": "answer", "intents": [],
+                                       "text": "Connect to the office VPN first."})] * 3
         await asyncio.sleep(0.1)
         async with worker(world.settings, f"http://127.0.0.1:{port}") as support:
             await support.redis.delete(QUEUE_KEY)
             assert await support.run_once() == 0
-            assert await support.resync() == 1
-            assert await support.run_once() == 1
+            # ours and the two queued requests the fixture seeds (never in Redis)
+            assert await support.resync() == 3
+            assert await support.run_once() == 3
     finally:
         server.close()
     body = (await client.get(f"/api/v1/support/{item['id']}",
@@ -274,15 +275,16 @@ async def test_customers_see_only_their_own_requests(client: AsyncTestClient,
                                                      world: World) -> None:
     mine = await ask(client, world, "How do I reach my files?", who="customer")
     theirs = await ask(client, world, "Add a share for x-rays", who="operator")
+    seeded = world.support_ids["acme"]  # the customer's own, from the fixture
     listed = (await client.get("/api/v1/support", headers=world.auth("customer"))).json()
-    assert [i["id"] for i in listed] == [mine["id"]]
+    assert [i["id"] for i in listed] == [mine["id"], seeded]
     hidden = await client.get(f"/api/v1/support/{theirs['id']}", headers=world.auth("customer"))
     assert hidden.status_code == 404
     other = await client.get(f"/api/v1/support/{mine['id']}",
                              headers=world.auth("other-operator"))
     assert other.status_code == 404
     listed = (await client.get("/api/v1/support", headers=world.auth("operator"))).json()
-    assert [i["id"] for i in listed] == [theirs["id"], mine["id"]]
+    assert [i["id"] for i in listed] == [theirs["id"], mine["id"], seeded]
     too_long = await client.post("/api/v1/support", json={"message": "x" * 2001},
                                  headers=world.auth("customer"))
     assert too_long.status_code == 400
