@@ -39,9 +39,11 @@ from api.routes import (
     people,
     pulls,
     runs,
+    support,
     tenants,
     tokens,
 )
+from engine.assistant.service import SupportService
 from engine.db.appliances import TokenResolver
 from engine.db.heartbeats import HeartbeatWriter
 from engine.db.migrate import apply_migrations
@@ -82,7 +84,11 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
                 tokens=TokenResolver(pool, secret_key=settings.secret_key),
                 source=source, queue=queue,
                 heartbeat_trigger=HeartbeatTrigger(queue=queue, redis=redis, source=source),
-                pulls=pull_requests)
+                pulls=pull_requests,
+                # The API only stores and queues requests; the model is called by the
+                # support worker (``hearth support worker``), never in a request.
+                support=SupportService(pool=pool, redis=redis, store=source.store,
+                                       reader=source.reader, pulls=pull_requests, model=None))
             app.state.ctx = ctx
             # Everything built so far (Litestar, pydantic schemas, the app) lives for the
             # process: keep it out of the cyclic GC, whose full collections otherwise walk
@@ -101,7 +107,7 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
     routers = [
         Router("/", route_handlers=[*ops.ROUTES, *people.ROUTES, *tenants.ROUTES,
                                     *appliances.ROUTES, *runs.ROUTES, *tokens.ROUTES,
-                                    *pulls.ROUTES, *history.ROUTES],
+                                    *pulls.ROUTES, *history.ROUTES, *support.ROUTES],
                **guarded),
         # Git authenticates with HTTP basic and a personal access token itself
         # (api/routes/git.py), checking the same PERMISSIONS rules.

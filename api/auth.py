@@ -18,8 +18,9 @@ Authorization is the table ``PERMISSIONS``: every route names its entry in
 ``opt["permission"]`` and the guard ``authorize`` (installed on the whole
 app) checks it, so a route without an entry cannot be served. A rule has a
 scope: ``public`` (no credentials), ``global`` (the caller's roles anywhere),
-``tenant`` (path parameter ``tenant``) or ``appliance`` (path parameter
-``appliance_id``). For scoped rules the caller's role *in that tenant* is
+``tenant`` (path parameter ``tenant``), ``appliance`` (path parameter
+``appliance_id``), ``run`` (``run_id``) or ``support`` (``support_id``, a support
+request). For scoped rules the caller's role *in that tenant* is
 what counts, and a caller with no role there gets 404, exactly as if the
 tenant or appliance did not exist (nothing is read or stored on its behalf;
 the denial is audited without naming the tenant).
@@ -38,7 +39,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from api.context import ApiContext
-from engine.db import appliances, audit, people, tenants
+from engine.db import appliances, audit, people, support, tenants
 from engine.errors import (
     AuthenticationError,
     NotFoundError,
@@ -47,7 +48,7 @@ from engine.errors import (
 )
 
 Role = Literal["admin", "operator", "customer", "auditor", "appliance", "anonymous"]
-Scope = Literal["public", "global", "tenant", "appliance", "run"]
+Scope = Literal["public", "global", "tenant", "appliance", "run", "support"]
 ROLES: tuple[Role, ...] = ("admin", "operator", "customer", "auditor", "appliance", "anonymous")
 
 JWT_ALGORITHM = "HS256"
@@ -108,6 +109,11 @@ PERMISSIONS: dict[str, Rule] = {
     "branches.write": _rule("tenant", "admin", "operator"),
     "history.list": _rule("tenant", *_PEOPLE),
     "audit.list": _rule("tenant", "admin", "operator", "auditor"),
+    # The handler resolves the tenant (the caller's only one, or the one named and checked
+    # against the caller's memberships); customers see only their own requests.
+    "support.create": _rule("global", "admin", "operator", "customer"),
+    "support.list": _rule("global", *_PEOPLE),
+    "support.get": _rule("support", *_PEOPLE),
 }
 """Route (``opt["permission"]``) -> scope and the roles allowed."""
 
@@ -269,6 +275,9 @@ async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> No
             target = None
         elif rule.scope == "run":
             tenant = await _run_tenant_or_none(conn, params["run_id"])
+            target = None
+        elif rule.scope == "support":
+            tenant = await support.tenant_of(conn, params["support_id"])
             target = None
         else:
             target = await _appliance_or_none(conn, params["appliance_id"])

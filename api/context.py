@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 from redis.asyncio import Redis
 
+from engine.assistant.service import SupportService
 from engine.db.appliances import TokenResolver
 from engine.db.heartbeats import HeartbeatWriter
 from engine.pulls.service import PullRequests
@@ -60,6 +61,8 @@ class ApiContext:
     """Queues a reconcile when a heartbeat differs from desired state; None disables it."""
     pulls: PullRequests | None = None
     """Pull requests: checks, reviews, merges (``engine.pulls``); None where not served."""
+    support: SupportService | None = None
+    """Support requests: stored and queued here, answered by the worker (``engine.assistant``)."""
 
     async def revision(self, tenant: str) -> str | None:
         """The revision ``tenant``'s appliances should run (a head at most

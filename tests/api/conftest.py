@@ -51,6 +51,8 @@ class World:
     heads: dict[str, str] = field(default_factory=dict)
     run_ids: dict[str, int] = field(default_factory=dict)
     """tenant -> a finished reconcile run of its front-office"""
+    support_ids: dict[str, int] = field(default_factory=dict)
+    """tenant -> a support request (acme's by the customer, globex's by its operator)"""
 
     def auth(self, who: str) -> dict[str, str]:
         """Headers for a role: admin, operator, customer, auditor, other-operator, appliance,
@@ -152,6 +154,11 @@ async def seed(settings: Settings, heads: dict[str, str]) -> World:
                        VALUES ($1, $2, $3, 'succeeded', now(), now()) RETURNING id""",
                     world.tenant_ids[tenant],
                     [uuid.UUID(world.appliance_ids[f"{tenant}/{APPLIANCE}"])], heads[tenant])
+            for tenant, person in (("acme", "customer"), ("globex", "other-operator")):
+                world.support_ids[tenant] = await conn.fetchval(
+                    """INSERT INTO support_requests (tenant_id, requested_by, text, status)
+                       VALUES ($1, $2, 'Where are my files?', 'queued') RETURNING id""",
+                    world.tenant_ids[tenant], world.person_ids[person])
             await seed_pulls(conn, settings, tenant_id=world.tenant_ids["acme"],
                              main=heads["acme"], author_id=world.person_ids["operator"],
                              approver_id=world.person_ids["admin"])

@@ -37,6 +37,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/me/tokens"): {"name": "laptop", "scope": "read"},
     ("POST", "/api/v1/tenants/{tenant}/pulls"): {"title": "New topic", "source": "topic-new"},
     ("POST", "/api/v1/tenants/{tenant}/pulls/{number}/reviews"): {"event": "comment"},
+    ("POST", "/api/v1/support"): {"message": "How do I reach my files from home?",
+                                  "tenant": "acme"},
     ("PUT", "/api/v1/tenants/{tenant}/branches/{branch}/files/{path}"): {
         "message": "Rename", "edits": [{"op": "set", "value": "Dr. M. Lopez",
                                         "path": ["spec", "users", "name=mlopez", "full_name"]}]},
@@ -81,6 +83,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/tenants/{tenant}/pulls"):                  "ok  ok  ok  ok  404 401 401",
     ("GET", "/api/v1/tenants/{tenant}/pulls/{number}"):         "ok  ok  ok  ok  404 401 401",
     ("GET", "/api/v1/tenants/{tenant}/pulls/{number}/diff"):    "ok  ok  ok  ok  404 401 401",
+    ("GET", "/api/v1/support"):                                 "ok  ok  ok  ok  ok  401 401",
+    ("GET", "/api/v1/support/{support_id}"):                    "ok  ok  ok  ok  404 401 401",
     ("GET", "/health"):                                         "ok  ok  ok  ok  ok  ok  ok",
     ("GET", "/ready"):                                          "ok  ok  ok  ok  ok  ok  ok",
     ("POST", "/api/v1/appliances/{appliance_id}/sync"):         "ok  ok  403 403 404 401 401",
@@ -91,6 +95,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/me/tokens"):                              "ok  ok  ok  ok  ok  401 401",
     ("POST", "/api/v1/people"):                                 "ok  403 403 403 403 401 401",
     ("PATCH", "/api/v1/people/{person_id}"):                    "ok  403 403 403 403 401 401",
+    ("POST", "/api/v1/support"):                                "ok  ok  ok  403 404 401 401",
     ("POST", "/api/v1/tenants/{tenant}/appliances"):            "ok  ok  403 403 404 401 401",
     ("POST", "/api/v1/tenants/{tenant}/pulls"):                 "ok  ok  ok  403 404 401 401",
     ("POST", "/api/v1/tenants/{tenant}/pulls/{number}/close"):  "ok  ok  403 403 404 401 401",
@@ -116,6 +121,7 @@ def url(world: World, path: str, tenant: str = "acme") -> str:
             .replace("{person_id}", str(world.person_ids["customer"]))
             .replace("{appliance_id}", world.appliance_ids[f"{tenant}/{APPLIANCE}"])
             .replace("{run_id}", str(world.run_ids[tenant]))
+            .replace("{support_id}", str(world.support_ids[tenant]))
             # the token the same role's POST /me/tokens made just before (ids restart per test)
             .replace("{token_id}", "1")
             .replace("{number}", str(_PULL_FOR.get(path, 1)))
@@ -186,7 +192,7 @@ async def snapshot(world: World) -> dict[str, Any]:
 async def test_cross_tenant_probe_is_404_and_stores_nothing(client, world, settings, who) -> None:
     app = create_app(settings, migrate=False)
     scoped = [(m, p, perm) for m, p, perm in operations(app)
-              if PERMISSIONS[perm].scope in ("tenant", "appliance", "run")]
+              if PERMISSIONS[perm].scope in ("tenant", "appliance", "run", "support")]
     assert len(scoped) >= 8
     before = await snapshot(world)
     for method, path, permission in scoped:
