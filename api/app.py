@@ -23,6 +23,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 from litestar.stores.redis import RedisStore
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from api import ui
 from api.auth import HearthAuthenticationMiddleware, authorize
 from api.context import ApiContext, Limits
 from api.deps import DEPENDENCIES
@@ -56,7 +57,7 @@ from engine.repos.reader import SnapshotReader
 from engine.repos.store import RepoStore
 from engine.settings import Settings, load_settings
 
-PUBLIC_PATHS = ["^/health$", "^/metrics", "^/schema"]
+PUBLIC_PATHS = ["^/health$", "^/metrics", "^/schema", "^/ui/static/"]
 
 
 def create_app(settings: Settings | None = None, *, limits: Limits | None = None,
@@ -116,6 +117,8 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
             limit("login", limits.login_per_minute_per_address, by_address).middleware]),
         Router("/", route_handlers=heartbeat.ROUTES, **guarded, middleware=[
             limit("heartbeat", limits.heartbeat_per_minute, by_bearer).middleware]),
+        # The web console (api/ui): same guard and PERMISSIONS, not in the OpenAPI document.
+        *ui.routers(settings),
     ]
     prometheus = PrometheusConfig(app_name="hearth", prefix="hearth_http", group_path=True,
                                   exclude=["^/metrics"])
@@ -128,6 +131,7 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
             DefineMiddleware(HearthAuthenticationMiddleware, exclude=[*PUBLIC_PATHS, "^/git/"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        template_config=ui.template_config(),
         stores={STORE_NAME: RedisStore(redis, namespace="hearth-ratelimit",
                                        handle_client_shutdown=False)},
         request_max_body_size=limits.body_bytes,

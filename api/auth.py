@@ -54,6 +54,10 @@ ROLES: tuple[Role, ...] = ("admin", "operator", "customer", "auditor", "applianc
 JWT_ALGORITHM = "HS256"
 JWT_AUDIENCE = "hearth-api"
 JWT_ISSUER = "hearth"
+UI_AUDIENCE = "hearth-ui"
+"""The console's session cookie is a JWT of the same person with this audience, so a
+session cookie is never accepted as a bearer token by the API, nor a bearer token as a
+session (``api.ui.session``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,8 @@ PERMISSIONS: dict[str, Rule] = {
     "support.create": _rule("global", "admin", "operator", "customer"),
     "support.list": _rule("global", *_PEOPLE),
     "support.get": _rule("support", *_PEOPLE),
+    "ui.public": _rule("public", *ROLES),
+    "ui.session": _rule("global", *_PEOPLE),
 }
 """Route (``opt["permission"]``) -> scope and the roles allowed."""
 
@@ -164,23 +170,42 @@ DEFERRED_APPLIANCE_TOKEN = "resolves_appliance_token"  # noqa: S105 (an opt key)
 # --- credentials ------------------------------------------------------------------
 
 
-def issue_person_token(*, secret: str, person_id: int, lifetime: int) -> str:
+def issue_person_token(*, secret: str, person_id: int, lifetime: int,
+                       audience: str = JWT_AUDIENCE) -> str:
     now = int(time.time())
-    claims = {"sub": str(person_id), "aud": JWT_AUDIENCE, "iss": JWT_ISSUER, "iat": now,
+    claims = {"sub": str(person_id), "aud": audience, "iss": JWT_ISSUER, "iat": now,
               "nbf": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
-def decode_person_token(*, secret: str, token: str) -> int:
-    """The person id in a valid token; ``AuthenticationError`` for anything else."""
+def decode_person_claims(*, secret: str, token: str, audience: str = JWT_AUDIENCE
+                         ) -> dict[str, Any]:
+    """The claims of a valid token; ``AuthenticationError`` for anything else."""
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
+            token, secret, algorithms=[JWT_ALGORITHM], audience=audience, issuer=JWT_ISSUER,
             options={"require": ["exp", "iat", "sub", "aud", "iss"]}, leeway=5,
         )
-        return int(claims["sub"])
+        int(claims["sub"])
+        return claims
     except (jwt.PyJWTError, ValueError, TypeError):
         raise AuthenticationError("invalid or expired token") from None
+
+
+def decode_person_token(*, secret: str, token: str) -> int:
+    """The person id in a valid API token; ``AuthenticationError`` for anything else."""
+    return int(decode_person_claims(secret=secret, token=token)["sub"])
+
+
+async def person_principal(ctx: ApiContext, person_id: int) -> Principal | None:
+    """The person as a principal, memberships read now; None when unknown or disabled."""
+    async with ctx.pool.acquire() as conn:
+        row = await people.principal_row(conn, person_id)
+    if row is None or row["disabled"]:
+        return None
+    return Principal(
+        kind="person", id=str(row["id"]), username=row["username"], is_admin=row["is_admin"],
+        memberships={name: (tid, role) for name, (tid, role) in row["roles"].items()})
 
 
 def _bearer(value: str | None) -> str | None:
@@ -214,13 +239,9 @@ class HearthAuthenticationMiddleware(AbstractAuthenticationMiddleware):
                                   appliance=found)
             return AuthenticationResult(user=principal, auth="appliance")
         person_id = decode_person_token(secret=ctx.settings.jwt_secret, token=token)
-        async with ctx.pool.acquire() as conn:
-            row = await people.principal_row(conn, person_id)
-        if row is None or row["disabled"]:
+        principal = await person_principal(ctx, person_id)
+        if principal is None:
             raise AuthenticationError("invalid or expired token")
-        principal = Principal(
-            kind="person", id=str(row["id"]), username=row["username"], is_admin=row["is_admin"],
-            memberships={name: (tid, role) for name, (tid, role) in row["roles"].items()})
         return AuthenticationResult(user=principal, auth="person")
 
 
@@ -319,8 +340,10 @@ async def _appliance_or_none(conn: Any, appliance_id: Any) -> dict[str, Any] | N
 # --- login ------------------------------------------------------------------------
 
 
-async def login(ctx: ApiContext, *, username: str, password: str, source: str) -> tuple[str, int]:
-    """Check a password and issue a JWT; failures are counted per username in Redis."""
+async def login(ctx: ApiContext, *, username: str, password: str, source: str,
+                audience: str = JWT_AUDIENCE, lifetime: int | None = None) -> tuple[str, int]:
+    """Check a password and issue a JWT (for the API, or with ``UI_AUDIENCE`` a console
+    session); failures are counted per username in Redis."""
     key = f"hearth:login-failures:{username.lower()}"
     failures = int(await ctx.redis.get(key) or 0)
     if failures >= ctx.limits.login_failures_per_user:
@@ -342,9 +365,10 @@ async def login(ctx: ApiContext, *, username: str, password: str, source: str) -
                            action="auth.login", outcome="failure", details={"source": source})
         raise AuthenticationError("wrong username or password")
     await ctx.redis.delete(key)
-    lifetime = ctx.limits.jwt_lifetime_seconds
+    lifetime = lifetime or ctx.limits.jwt_lifetime_seconds
     token = issue_person_token(secret=ctx.settings.jwt_secret, person_id=creds["id"],
-                               lifetime=lifetime)
+                               lifetime=lifetime, audience=audience)
     await audit.record(ctx.pool, actor_kind="person", actor_id=str(creds["id"]),
-                       action="auth.login", outcome="success", details={"source": source})
+                       action="auth.login", outcome="success",
+                       details={"source": source, "audience": audience})
     return token, lifetime

@@ -307,7 +307,8 @@ async def _run(args: argparse.Namespace) -> int:
     roots = await asyncio.to_thread(_roots, env, names)
     supervisor = Supervisor(_children(env, args), report=_log)
     supervisor.start_all()
-    _log(f"API on {env['HEARTH_API_URL']} (OpenAPI UI at /schema/swagger); "
+    _log(f"API on {env['HEARTH_API_URL']} (OpenAPI UI at /schema/swagger, web console at "
+         f"{env['HEARTH_API_URL']}/ui/); "
          f"log in as admin with the password in {env['HEARTH_DATA_DIR']}/demo.env "
          "(HEARTH_DEMO_ADMIN_PASSWORD)")
     stop = asyncio.Event()

@@ -27,6 +27,8 @@ ensure_system_packages() {
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
   # debootstrap builds the appliance roots; openssl, git and ssh-keygen are used by tests.
   apt_install debootstrap openssl git openssh-client make
+  # The console's browser tests (tests/ui) drive Debian's Chromium through Playwright.
+  command -v chromium >/dev/null || apt_install chromium chromium-driver
 }
 
 ensure_venv() {

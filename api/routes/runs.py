@@ -16,11 +16,14 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
+import asyncpg
 from litestar import get, post
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auth import Principal
+from api.context import ApiContext
 from api.deps import ApplianceRow, Caller, Conn, Ctx
 from api.errors import problem_responses
 from engine.db import audit
@@ -75,17 +78,26 @@ class RunEventOut(BaseModel):
       summary="Reconcile the appliance now (dry_run: Ansible check mode with diff)")
 async def request_sync(appliance_id: FromPath[uuid.UUID], data: JSONBody[SyncRequest], conn: Conn,
                        ctx: Ctx, principal: Caller, appliance_row: ApplianceRow) -> SyncAccepted:
+    run_id = await queue_sync(conn, ctx, principal=principal, appliance_row=appliance_row,
+                              dry_run=data.dry_run)
+    return SyncAccepted(run_id=run_id, dry_run=data.dry_run)
+
+
+async def queue_sync(conn: asyncpg.Connection, ctx: ApiContext, *, principal: Principal,
+                     appliance_row: dict[str, Any], dry_run: bool) -> int:
+    """Store a queued manual run, audit it and queue the appliance (the API and the
+    console both call this); the run's id."""
     revision = await ctx.revision(appliance_row["tenant"]) or ""
     run_id = await run_db.create_run(
-        conn, tenant_id=appliance_row["tenant_id"], appliance_ids=[appliance_id],
-        revision=revision, plan={}, check_mode=data.dry_run, trigger="manual",
+        conn, tenant_id=appliance_row["tenant_id"], appliance_ids=[appliance_row["id"]],
+        revision=revision, plan={}, check_mode=dry_run, trigger="manual",
         worker_id=None, status="queued")
     await audit.record(conn, actor_kind="person", actor_id=principal.id,
                        tenant_id=appliance_row["tenant_id"], action="appliance.sync",
-                       outcome="success", target=f"appliance:{appliance_id}",
-                       details={"run_id": run_id, "dry_run": data.dry_run})
+                       outcome="success", target=f"appliance:{appliance_row['id']}",
+                       details={"run_id": run_id, "dry_run": dry_run})
     await ctx.queue.add(f"{appliance_row['tenant']}/{appliance_row['name']}")
-    return SyncAccepted(run_id=run_id, dry_run=data.dry_run)
+    return run_id
 
 
 @get("/api/v1/appliances/{appliance_id:uuid}/diff", opt={"permission": "appliances.diff"},
@@ -119,25 +131,28 @@ async def run_events(run_id: Annotated[int, PathParameter(ge=1, le=2**62)], ctx:
                      ) -> ServerSentEvent:
     async with ctx.pool.acquire() as conn:
         await run_db.get_run(conn, run_id)  # 404 before the stream starts
+    return ServerSentEvent(event_stream(ctx, run_id, after=after))
 
-    async def stream() -> AsyncIterator[ServerSentEventMessage]:
-        last = after
-        while True:
-            async with ctx.pool.acquire() as conn:
-                events = await run_db.events_after(conn, run_id, after=last)
-                run = await run_db.get_run(conn, run_id)
-            for event in events:
-                last = event["seq"]
-                yield ServerSentEventMessage(data=json.dumps(event["data"], default=str),
-                                             event="event", id=str(last))
-            if not events and run["status"] in _FINISHED:
-                yield ServerSentEventMessage(
-                    data=json.dumps({"event": "end", "status": run["status"]}), event="end")
-                return
-            if not events:
-                await asyncio.sleep(0.5)
 
-    return ServerSentEvent(stream())
+async def event_stream(ctx: ApiContext, run_id: int, *, after: int
+                       ) -> AsyncIterator[ServerSentEventMessage]:
+    """The run's events after ``after``, live until the run ends, then one ``end`` event
+    (the API's and the console's stream)."""
+    last = after
+    while True:
+        async with ctx.pool.acquire() as conn:
+            events = await run_db.events_after(conn, run_id, after=last)
+            run = await run_db.get_run(conn, run_id)
+        for event in events:
+            last = event["seq"]
+            yield ServerSentEventMessage(data=json.dumps(event["data"], default=str),
+                                         event="event", id=str(last))
+        if not events and run["status"] in _FINISHED:
+            yield ServerSentEventMessage(
+                data=json.dumps({"event": "end", "status": run["status"]}), event="end")
+            return
+        if not events:
+            await asyncio.sleep(0.5)
 
 
 ROUTES = [request_sync, get_diff, list_runs, get_run, run_events]
