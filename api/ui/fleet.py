@@ -77,8 +77,10 @@ async def fleet(
             sites = await anyio.to_thread.run_sync(_sites, ctx, t["name"], desired)
             all_sites.update(s for s in sites.values() if s)
             role = principal.role_in_tenant(t["id"])
+            error = await ctx.source.head_error(t["name"])
             for row in await appliances.status_rows(conn, tenant_id=t["id"]):
-                view = appliance_view(row, desired_revision=desired, now=now,
+                view = appliance_view(row, source=ctx.source, desired_revision=desired,
+                                      source_error=error, now=now,
                                       heartbeat_interval=ctx.settings.heartbeat_interval)
                 rows.append({"view": view, "site": sites.get(view.name, ""), "role": role})
     counts = Counter()
@@ -123,8 +125,9 @@ async def appliance_page(request: Request, appliance_id: FromPath[uuid.UUID]) ->
                                                    appliance=target["name"], limit=20)
 
         commits = await anyio.to_thread.run_sync(read)
-    view = appliance_view(row, desired_revision=desired, now=datetime.now(UTC),
-                          heartbeat_interval=ctx.settings.heartbeat_interval)
+    view = appliance_view(row, source=ctx.source, desired_revision=desired,
+                          source_error=await ctx.source.head_error(tenant),
+                          now=datetime.now(UTC), heartbeat_interval=ctx.settings.heartbeat_interval)
     return page(request, "appliance.html", a=view, role=role, plan=plan, plan_error=plan_error,
                 runs=runs, commits=commits, words=in_words(view.status.sync.value,
                                                             view.status.health.value),
@@ -226,8 +229,10 @@ async def tenant_page(request: Request, tenant: FromPath[str]) -> Template:
         row = await tenants.get_tenant_by_name(conn, tenant_row["name"])
         views = {}
         if can(role, "tenants.appliances"):
+            error = await ctx.source.head_error(tenant_row["name"])
             for r in await appliances.status_rows(conn, tenant_id=tenant_row["id"]):
-                v = appliance_view(r, desired_revision=desired, now=now,
+                v = appliance_view(r, source=ctx.source, desired_revision=desired,
+                                   source_error=error, now=now,
                                    heartbeat_interval=ctx.settings.heartbeat_interval)
                 views[v.name] = v
     pulls = await pulls_with_words(ctx, tenant_row, views) if can(role, "pulls.list") else []

@@ -264,9 +264,19 @@ async def test_audit_export_is_json_lines(ui: AsyncTestClient, world: World) -> 
     assert '"type": "event"' in lines[0] and '"action": "appliance.sync"' in lines[0]
 
 
-async def test_support_page_says_not_available_without_the_assistant(
+async def test_a_customer_asks_for_help_and_sees_the_request_stored(
         ui: AsyncTestClient) -> None:
-    await login(ui, "customer")
+    token = await login(ui, "customer")
     page = await ui.get("/ui/tenants/acme/support")
-    assert "The assistant is not available on this server yet." in page.text
-    assert "<textarea" not in page.text
+    assert "<textarea" in page.text and "not available" not in page.text
+    sent = await ui.post("/ui/tenants/acme/support", follow_redirects=False,
+                         data={"message": "Please add Maria Lopez to reception",
+                               "_csrf_token": token})
+    assert sent.status_code == 303
+    assert sent.headers["location"].startswith("/ui/tenants/acme/support/")
+    shown = await ui.get(sent.headers["location"])
+    assert shown.status_code == 200
+    assert "Please add Maria Lopez to reception" in shown.text
+    assert "Being read by the assistant" in shown.text  # stored before any model call
+    listed = await ui.get("/ui/tenants/acme/support")
+    assert "Please add Maria Lopez to reception" in listed.text
