@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import asyncpg
 import jwt
 import pytest
 
+from api import ratelimit
 from api.auth import JWT_AUDIENCE, JWT_ISSUER
 from api.context import Limits
 from tests.api.conftest import PASSWORD
@@ -76,17 +76,29 @@ class TestPerAddressLimit:
     def limits(self) -> Limits:
         return Limits(login_per_minute_per_address=3)
 
-    async def test_login_is_rate_limited_per_source_address(self, client, world) -> None:
-        # The limiter counts in windows aligned to the minute: start the four logins
-        # early in one, so they cannot straddle two even on a slow machine.
-        if time.time() % 60 > 30:
-            await asyncio.sleep(60 - time.time() % 60 + 0.1)
+    async def test_login_is_rate_limited_per_source_address(self, client, world,
+                                                            monkeypatch) -> None:
+        # The limiter counts in windows aligned to the minute of its clock: stop that
+        # clock 20 s into a window (1_699_999_980 is a multiple of 60), so the four
+        # logins cannot straddle two windows and the wait it names is known.
+        monkeypatch.setattr(ratelimit, "time", _FrozenClock(1_700_000_000))
         statuses = [(await client.post("/api/v1/auth/token",
                                        json={"username": "customer", "password": PASSWORD}))
                     for _ in range(4)]
         assert [r.status_code for r in statuses] == [200, 200, 200, 429]
-        assert int(statuses[-1].headers["retry-after"]) >= 1
+        assert statuses[-1].headers["retry-after"] == "40"
         assert statuses[-1].headers["content-type"].startswith("application/problem+json")
+        assert await _audit(world, "auth.login") == ["success", "success", "success"]
+
+
+class _FrozenClock:
+    """Stands in for the ``time`` module inside ``api.ratelimit``: a clock that stays put."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
 
 
 def _token(world, **overrides) -> str:
