@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.errors import InvalidInputError
-from engine.reconcile.queue import Backoff, ReconcileQueue
+from engine.reconcile.queue import Backoff, FailureRecord, ReconcileQueue
 
 KEY = "acme/office-1"
 
@@ -313,3 +313,73 @@ async def test_mid_processing_the_earlier_of_two_re_adds_wins(redis: Redis) -> N
     assert await queue.done(claim)
     again = await queue.claim("w2")
     assert again is not None and again.key == KEY
+
+
+async def test_a_failure_record_reads_back_as_it_was_written(redis: Redis) -> None:
+    queue = ReconcileQueue(redis, backoff=Backoff(base_ms=2_000, cap_ms=60_000, max_failures=3),
+                           rng=_FixedJitter(0.5, 0.0))
+    await queue.add(KEY)
+    before = await _server_ms(redis)
+    # No revision or plan yet (the worker failed before planning), and a long error.
+    first = await queue.retry(await queue.claim("w1"), error="E" * 2_500)
+    after = await _server_ms(redis)
+    assert first.error == "E" * 2_000
+    assert before + 1_500 <= first.retry_at_ms <= after + 1_500
+    assert first == FailureRecord(attempts=1, count=1, revision=None, plan_hash=None,
+                                  error="E" * 2_000, stalled=False, retry_at_ms=first.retry_at_ms)
+    assert await queue.failures(KEY) == first
+    assert await redis.hget(queue.state_key(KEY), "fingerprint") == b":"
+    await redis.zadd(queue.prefix + ":ready", {KEY: 0})  # skip the wait
+    second = await queue.retry(await queue.claim("w1"), error="boom", revision="c0ffee",
+                               plan_hash="9f8e")
+    assert (second.attempts, second.count, second.revision, second.plan_hash, second.error,
+            second.stalled) == (2, 1, "c0ffee", "9f8e", "boom", False)
+    assert await queue.failures(KEY) == second
+    assert await queue.stalled(KEY, revision="c0ffee", plan_hash="9f8e") is False
+
+
+async def test_a_client_that_decodes_responses_reads_the_same(redis: Redis) -> None:
+    from tests.reconcile.conftest import REDIS_URL
+
+    text = Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        queue = ReconcileQueue(text, backoff=Backoff(base_ms=1, cap_ms=1, max_failures=1),
+                               rng=_FixedJitter(0.0))
+        await queue.add(KEY)
+        claim = await queue.claim("w1")
+        assert (claim.key, claim.token) == (KEY, 1)
+        record = await queue.retry(claim, error="stalled at once", revision="r9", plan_hash="h9")
+        assert (record.attempts, record.count, record.stalled, record.retry_at_ms) == (
+            1, 1, True, None)
+        assert await queue.failures(KEY) == FailureRecord(
+            attempts=1, count=1, revision="r9", plan_hash="h9", error="stalled at once",
+            stalled=True, retry_at_ms=None)
+        assert await queue.stalled(KEY, revision="r9", plan_hash="h9") is True
+    finally:
+        await text.aclose()
+
+
+@pytest.mark.parametrize(("delay_ms", "expected"), [(-5_000, 0), (0, 0), (2_500, 2_500)],
+                         ids=["negative-is-now", "zero", "positive"])
+async def test_add_schedules_at_server_time_plus_delay(redis: Redis, delay_ms, expected) -> None:
+    queue = _queue(redis)
+    before = await _server_ms(redis)
+    assert await queue.add(KEY, delay_ms=delay_ms) is True
+    after = await _server_ms(redis)
+    assert before + expected <= await redis.zscore(queue.prefix + ":ready", KEY) <= after + expected
+
+
+@pytest.mark.parametrize("shard", ["", "a" * 33, "Reconcile", "re:concile"],
+                         ids=["empty", "33-chars", "upper-case", "colon"])
+async def test_a_shard_name_is_short_lower_case_text(redis: Redis, shard: str) -> None:
+    with pytest.raises(InvalidInputError):
+        ReconcileQueue(redis, shard=shard)
+
+
+async def test_shards_have_their_own_keys(redis: Redis) -> None:
+    pool = ReconcileQueue(redis, shard="a" * 32)
+    assert pool.prefix == "hearth:queue:" + "a" * 32
+    assert pool.state_key(KEY) == f"hearth:queue:{'a' * 32}:state:acme:office-1"
+    await pool.add(KEY)
+    assert await _queue(redis).claim("w1") is None
+    assert (await pool.claim("w1")).key == KEY
