@@ -383,3 +383,60 @@ async def test_shards_have_their_own_keys(redis: Redis) -> None:
     await pool.add(KEY)
     assert await _queue(redis).claim("w1") is None
     assert (await pool.claim("w1")).key == KEY
+
+
+async def test_done_without_an_outcome_keeps_the_failure_record(redis: Redis) -> None:
+    queue = _queue(redis, backoff=Backoff(base_ms=1, cap_ms=1, max_failures=5))
+    await queue.add(KEY)
+    await queue.retry(await queue.claim("w1"), error="flaky", revision="r1", plan_hash="h1")
+    await redis.zadd(queue.prefix + ":ready", {KEY: 0})
+    assert await queue.done(await queue.claim("w1"), reset_failures=False)
+    record = await queue.failures(KEY)
+    assert (record.attempts, record.count, record.error) == (1, 1, "flaky")
+
+
+async def test_a_short_block_still_waits_for_a_key_due_within_it(redis: Redis) -> None:
+    # Due in 300 ms, the block lasts 950 ms: 650 ms to spare for a slow machine.
+    queue = _queue(redis)
+    await queue.add(KEY, delay_ms=300)
+    claim = await queue.claim("w1", block_ms=950)
+    assert claim is not None and claim.key == KEY
+
+
+class _CountingRedis(Redis):
+    """A real Redis client that counts the queue's script calls (its polls)."""
+
+    scripts = 0
+
+    async def evalsha(self, *args, **kwargs):
+        self.scripts += 1
+        return await super().evalsha(*args, **kwargs)
+
+
+async def test_a_blocked_claim_polls_every_50_ms_and_sees_a_new_key_within_a_poll(
+        redis: Redis) -> None:
+    from tests.reconcile.conftest import REDIS_URL
+
+    counting = _CountingRedis.from_url(REDIS_URL)
+    try:
+        queue = ReconcileQueue(counting)
+        assert await queue.claim("w1") is None
+        assert counting.scripts == 1  # no block: one look, no wait
+        counting.scripts = 0
+        assert await queue.claim("w1", block_ms=500) is None
+        # 500 ms at one poll per 50 ms is at most 11 looks (fewer on a slow machine)
+        assert 2 <= counting.scripts <= 11
+        async def add_later() -> None:
+            await asyncio.sleep(0.2)
+            await _queue(redis).add(KEY)
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        adder = asyncio.create_task(add_later())
+        claim = await queue.claim("w1", block_ms=20_000)
+        await adder
+        # Seen at the next poll after the add (about 0.25 s), not at the end of the block.
+        assert claim is not None and claim.key == KEY
+        assert loop.time() - started < 10
+    finally:
+        await counting.aclose()

@@ -155,3 +155,18 @@ def test_locate_keeps_the_deepest_prefix_found(path, where) -> None:
 
 def test_locate_without_a_document_is_the_first_line() -> None:
     assert locate(None, ("a", 1)) == (1, 1)
+
+
+def test_a_quoted_vault_value_may_start_with_spaces() -> None:
+    text = 'a: !vault "  $ANSIBLE_VAULT;1.1;AES256\\n6162"\n'
+    assert load_yaml(text, file="x").data == {"a": "  $ANSIBLE_VAULT;1.1;AES256\n6162"}
+
+
+def test_depth_through_mappings_points_at_the_first_map_too_deep() -> None:
+    # 26 nested flow mappings: the innermost one is 25 levels down, at column 1 + 4 * 25.
+    text = "{a: " * 26 + "1" + "}" * 26
+    with pytest.raises(YamlError) as info:
+        load_yaml(text, file="x")
+    assert (info.value.issue.line, info.value.issue.column, info.value.issue.message) == (
+        1, 101, "document nests deeper than 24 levels")
+    assert load_yaml("{a: " * 25 + "1" + "}" * 25, file="x").data is not None
