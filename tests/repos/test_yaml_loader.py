@@ -170,3 +170,13 @@ def test_depth_through_mappings_points_at_the_first_map_too_deep() -> None:
     assert (info.value.issue.line, info.value.issue.column, info.value.issue.message) == (
         1, 101, "document nests deeper than 24 levels")
     assert load_yaml("{a: " * 25 + "1" + "}" * 25, file="x").data is not None
+
+
+def test_a_control_character_is_refused_at_the_start_of_the_file() -> None:
+    # libyaml's reader refuses it before any node exists: the error carries no mark.
+    with pytest.raises(YamlError) as info:
+        load_yaml("a: \x01\n", file="x.yaml")
+    issue = info.value.issue
+    assert (issue.file, issue.line, issue.column, issue.message) == (
+        "x.yaml", 1, 1, "YAML error: unacceptable character #x0001: control characters are not "
+        'allowed\n  in "<unicode string>", position 3')
