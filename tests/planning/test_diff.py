@@ -196,3 +196,13 @@ def test_an_absent_key_is_never_also_an_extra() -> None:
     assert items == [DiffItem(domain="users", operation="remove", path=BOB, before=BOB_JSON,
                               reason="absent")]
     assert extras == []
+
+
+def test_a_record_of_an_undesired_zone_does_not_hide_the_objects_after_it() -> None:
+    zone = ("zones", "old.example")
+    record = ("zones", "old.example", "records", "www.old.example. A 192.0.2.1")
+    other = ("zones", "other.example")
+    observed = CanonicalDomain(objects={zone: (True,), record: (300,), other: (True,)})
+    items, extras = _diff(CanonicalDomain(), observed, domain="dns")
+    assert items == []
+    assert [e.path for e in extras] == [zone, other]

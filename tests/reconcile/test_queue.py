@@ -63,8 +63,9 @@ async def test_delayed_add_becomes_ready(redis: Redis) -> None:
 @pytest.mark.parametrize("bad", ["acme", "acme/Office", "a/b/c", "acme/office:1", "../x/y", ""],
                          ids=["no-slash", "upper-case", "three-parts", "colon", "dots", "empty"])
 async def test_keys_are_tenant_slash_appliance(redis: Redis, bad: str) -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError) as caught:
         await _queue(redis).add(bad)
+    assert str(caught.value) == f"queue key {bad!r} is not 'tenant/appliance'"
 
 
 async def test_state_keys_name_the_tenant(redis: Redis) -> None:
