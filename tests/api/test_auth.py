@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import asyncpg
@@ -183,3 +184,51 @@ async def test_a_disabled_person_cannot_log_in_with_the_right_password(client, w
     again = await client.post("/api/v1/auth/token",
                               json={"username": "operator", "password": PASSWORD})
     assert again.status_code in (200, 201) and "access_token" in again.text
+
+
+async def _denials(world) -> list[tuple]:
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT actor_kind, actor_id, tenant_id, action, outcome, target, details "
+            "FROM audit_events WHERE action LIKE 'permission.denied:%' ORDER BY id")
+    finally:
+        await conn.close()
+    return [(*tuple(r)[:6], json.loads(r["details"])) for r in rows]
+
+
+async def test_each_denial_is_audited_with_who_what_where_and_why(client, world) -> None:
+    appliance = world.appliance_ids["acme/front-office"]
+    # a role the global rule does not list: 403, no tenant
+    assert (await client.get("/api/v1/people", headers=world.auth("operator"))).status_code == 403
+    # a role in the tenant the rule does not list: 403, the tenant named
+    sync = await client.post(f"/api/v1/appliances/{appliance}/sync",
+                             headers=world.auth("customer"), json={"dry_run": True})
+    assert sync.status_code == 403
+    # no role in the tenant: 404, and the audit row does not name the tenant
+    other = await client.get(f"/api/v1/appliances/{appliance}", headers=world.auth("other-operator"))
+    assert other.status_code == 404
+    # a tenant that does not exist: 404 and nothing to audit
+    assert (await client.get("/api/v1/tenants/nosuch", headers=world.auth("operator"))
+            ).status_code == 404
+    assert await _denials(world) == [
+        ("person", str(world.person_ids["operator"]), None, "permission.denied:people.list",
+         "denied", "/api/v1/people", {"reason": "role"}),
+        ("person", str(world.person_ids["customer"]), world.tenant_ids["acme"],
+         "permission.denied:appliances.sync", "denied", f"/api/v1/appliances/{appliance}/sync",
+         {"reason": "role"}),
+        ("person", str(world.person_ids["other-operator"]), None,
+         "permission.denied:appliances.get", "denied", f"/api/v1/appliances/{appliance}",
+         {"reason": "not-member"}),
+    ]
+
+
+async def test_an_unknown_appliance_token_is_named_in_the_answer(client, world) -> None:
+    from tests.api.test_heartbeat import beat
+
+    unknown = {"Authorization": "Bearer hth_app_" + "x" * 43}
+    for path, body in (("/api/v1/heartbeat", beat(1)), ("/api/v1/tenants", None)):
+        response = await client.request("POST" if body else "GET", path, json=body,
+                                        headers=unknown)
+        assert response.status_code == 401
+        assert response.json()["detail"] == "unknown or revoked appliance token"
