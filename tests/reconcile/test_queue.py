@@ -373,8 +373,17 @@ async def test_add_schedules_at_server_time_plus_delay(redis: Redis, delay_ms, e
 @pytest.mark.parametrize("shard", ["", "a" * 33, "Reconcile", "re:concile"],
                          ids=["empty", "33-chars", "upper-case", "colon"])
 async def test_a_shard_name_is_short_lower_case_text(redis: Redis, shard: str) -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError) as caught:
         ReconcileQueue(redis, shard=shard)
+    assert str(caught.value) == f"queue shard {shard!r} must be 1-32 of [a-z0-9-]"
+
+
+async def test_the_defaults_a_worker_relies_on(redis: Redis) -> None:
+    # A worker extends its lease well within a minute; backoff starts at 1 s, stops
+    # growing at 5 min, and the same failure three times stalls the key.
+    queue = ReconcileQueue(redis)
+    assert (queue.prefix, queue.lease_ms) == ("hearth:queue:reconcile", 60_000)
+    assert queue.backoff == Backoff(base_ms=1_000, cap_ms=300_000, max_failures=3)
 
 
 async def test_shards_have_their_own_keys(redis: Redis) -> None:
