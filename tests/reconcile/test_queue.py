@@ -450,3 +450,18 @@ async def test_a_blocked_claim_polls_every_50_ms_and_sees_a_new_key_within_a_pol
         assert loop.time() - started < 10
     finally:
         await counting.aclose()
+
+
+async def test_a_partial_failure_record_reads_with_defaults(redis: Redis) -> None:
+    # The retry script always writes every field; this pins how ``failures`` reads a
+    # record that lacks some (one written by another version of Hearth, say).
+    queue = _queue(redis)
+    await redis.hset(queue.state_key(KEY), "retry_at", 5)
+    assert await queue.failures(KEY) == FailureRecord(
+        attempts=0, count=0, revision=None, plan_hash=None, error="", stalled=False,
+        retry_at_ms=5)
+    await redis.delete(queue.state_key(KEY))
+    await redis.hset(queue.state_key(KEY), "attempts", 2)
+    assert await queue.failures(KEY) == FailureRecord(
+        attempts=2, count=0, revision=None, plan_hash=None, error="", stalled=False,
+        retry_at_ms=None)
