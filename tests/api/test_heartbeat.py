@@ -490,9 +490,12 @@ class _BrokenTrigger:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str]] = []
+        self.texts: list[str] = []
 
     async def observe(self, tenant, appliance, observed, *, observed_json) -> None:
-        self.calls.append((tenant, appliance, observed_json))
+        # the parsed report and its JSON text, which must say the same
+        self.calls.append((tenant, appliance, observed.model_dump_json()))
+        self.texts.append(observed_json)
         raise ConnectionError("redis went away")
 
 
@@ -510,6 +513,7 @@ async def test_a_failing_trigger_never_fails_a_stored_heartbeat(client, world, c
     finally:
         await conn.close()
     assert json.loads(broken.calls[0][2]) == json.loads(stored)  # the text that was stored
+    assert broken.texts == [broken.calls[0][2]]
     warnings = [r for r in caplog.records if r.name == "hearth.api.heartbeat"]
     assert [r.getMessage() for r in warnings] == [
         f"could not check heartbeat of acme/{APPLIANCE} against desired state"]
