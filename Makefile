@@ -8,11 +8,12 @@ VENV_BIN ?= .venv/bin
 RENDER_DIR ?= build/k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help run test backend-up backend-down deploy-backend lint k8s-render
+.PHONY: help run test mutation backend-up backend-down deploy-backend lint k8s-render
 
 help:
 	@echo "make run                      start the demo (scripts/run.sh)"
 	@echo "make test                     run the test suite (scripts/test.sh)"
+	@echo "make mutation [MODULES=...]   mutation score of the security core (scripts/mutation.sh)"
 	@echo "make backend-up               docker compose up -d --build"
 	@echo "make backend-down             docker compose down"
 	@echo "make deploy-backend ENV=E     kubectl apply -k k8s/overlays/E, E in: $(DEPLOY_ENVS)"
@@ -24,6 +25,10 @@ run:
 
 test:
 	bash scripts/test.sh
+
+# Not part of `make test`: it runs the covering tests once per mutant (tens of minutes).
+mutation:
+	bash scripts/mutation.sh $(MODULES)
 
 backend-up:
 	$(COMPOSE) up -d --build

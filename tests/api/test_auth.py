@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 import time
 
 import asyncpg
 import jwt
 import pytest
 
+from api import ratelimit
 from api.auth import JWT_AUDIENCE, JWT_ISSUER
 from api.context import Limits
 from tests.api.conftest import PASSWORD
@@ -76,17 +77,29 @@ class TestPerAddressLimit:
     def limits(self) -> Limits:
         return Limits(login_per_minute_per_address=3)
 
-    async def test_login_is_rate_limited_per_source_address(self, client, world) -> None:
-        # The limiter counts in windows aligned to the minute: start the four logins
-        # early in one, so they cannot straddle two even on a slow machine.
-        if time.time() % 60 > 30:
-            await asyncio.sleep(60 - time.time() % 60 + 0.1)
+    async def test_login_is_rate_limited_per_source_address(self, client, world,
+                                                            monkeypatch) -> None:
+        # The limiter counts in windows aligned to the minute of its clock: stop that
+        # clock 20 s into a window (1_699_999_980 is a multiple of 60), so the four
+        # logins cannot straddle two windows and the wait it names is known.
+        monkeypatch.setattr(ratelimit, "time", _FrozenClock(1_700_000_000))
         statuses = [(await client.post("/api/v1/auth/token",
                                        json={"username": "customer", "password": PASSWORD}))
                     for _ in range(4)]
         assert [r.status_code for r in statuses] == [200, 200, 200, 429]
-        assert int(statuses[-1].headers["retry-after"]) >= 1
+        assert statuses[-1].headers["retry-after"] == "40"
         assert statuses[-1].headers["content-type"].startswith("application/problem+json")
+        assert await _audit(world, "auth.login") == ["success", "success", "success"]
+
+
+class _FrozenClock:
+    """Stands in for the ``time`` module inside ``api.ratelimit``: a clock that stays put."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
 
 
 def _token(world, **overrides) -> str:
@@ -171,3 +184,51 @@ async def test_a_disabled_person_cannot_log_in_with_the_right_password(client, w
     again = await client.post("/api/v1/auth/token",
                               json={"username": "operator", "password": PASSWORD})
     assert again.status_code in (200, 201) and "access_token" in again.text
+
+
+async def _denials(world) -> list[tuple]:
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT actor_kind, actor_id, tenant_id, action, outcome, target, details "
+            "FROM audit_events WHERE action LIKE 'permission.denied:%' ORDER BY id")
+    finally:
+        await conn.close()
+    return [(*tuple(r)[:6], json.loads(r["details"])) for r in rows]
+
+
+async def test_each_denial_is_audited_with_who_what_where_and_why(client, world) -> None:
+    appliance = world.appliance_ids["acme/front-office"]
+    # a role the global rule does not list: 403, no tenant
+    assert (await client.get("/api/v1/people", headers=world.auth("operator"))).status_code == 403
+    # a role in the tenant the rule does not list: 403, the tenant named
+    sync = await client.post(f"/api/v1/appliances/{appliance}/sync",
+                             headers=world.auth("customer"), json={"dry_run": True})
+    assert sync.status_code == 403
+    # no role in the tenant: 404, and the audit row does not name the tenant
+    other = await client.get(f"/api/v1/appliances/{appliance}", headers=world.auth("other-operator"))
+    assert other.status_code == 404
+    # a tenant that does not exist: 404 and nothing to audit
+    assert (await client.get("/api/v1/tenants/nosuch", headers=world.auth("operator"))
+            ).status_code == 404
+    assert await _denials(world) == [
+        ("person", str(world.person_ids["operator"]), None, "permission.denied:people.list",
+         "denied", "/api/v1/people", {"reason": "role"}),
+        ("person", str(world.person_ids["customer"]), world.tenant_ids["acme"],
+         "permission.denied:appliances.sync", "denied", f"/api/v1/appliances/{appliance}/sync",
+         {"reason": "role"}),
+        ("person", str(world.person_ids["other-operator"]), None,
+         "permission.denied:appliances.get", "denied", f"/api/v1/appliances/{appliance}",
+         {"reason": "not-member"}),
+    ]
+
+
+async def test_an_unknown_appliance_token_is_named_in_the_answer(client, world) -> None:
+    from tests.api.test_heartbeat import beat
+
+    unknown = {"Authorization": "Bearer hth_app_" + "x" * 43}
+    for path, body in (("/api/v1/heartbeat", beat(1)), ("/api/v1/tenants", None)):
+        response = await client.request("POST" if body else "GET", path, json=body,
+                                        headers=unknown)
+        assert response.status_code == 401
+        assert response.json()["detail"] == "unknown or revoked appliance token"

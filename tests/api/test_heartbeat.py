@@ -383,3 +383,155 @@ async def test_the_agent_re_enrols_after_losing_its_state_directory(live_api, wo
         await conn.close()
     assert await _audit(world, "heartbeat.reenrol") == [
         (world.appliance_ids["acme/front-office"], {"last_sequence": 500})]
+
+
+def _metric(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def _rejections(world) -> list[tuple]:
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT actor_kind, actor_id, tenant_id, outcome, target, details FROM audit_events "
+            "WHERE action = 'heartbeat.reject' ORDER BY id")
+    finally:
+        await conn.close()
+    return [(*tuple(r)[:5], json.loads(r["details"])) for r in rows]
+
+
+async def test_an_accepted_heartbeat_is_stored_field_by_field_and_counted(client, world) -> None:
+    accepted = _metric("hearth_heartbeats_accepted_total")
+    timed = _metric("hearth_heartbeat_write_seconds_count")
+    body = beat(7, applied_revision="a" * 40,
+                observed={"users": {"users": [{"name": "ann", "uid": 1000}]}})
+    response = await client.post("/api/v1/heartbeat", json=body, headers=world.auth("appliance"))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted_sequence": 7, "desired_revision": world.heads["acme"],
+                               "next_interval_seconds": 30}
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT appliance_id::text, sequence, sent_at, received_at, agent_version, "
+            "applied_revision, observed->'users'->'users' AS users, services, facts "
+            "FROM observed_latest")
+    finally:
+        await conn.close()
+    assert row["appliance_id"] == world.appliance_ids["acme/front-office"]
+    assert (row["sequence"], row["agent_version"], row["applied_revision"]) == (7, "1.2.3", "a" * 40)
+    assert row["sent_at"].isoformat() == body["sent_at"]
+    assert 0 <= (row["received_at"] - row["sent_at"]).total_seconds() < 30
+    assert [u["name"] for u in json.loads(row["users"])] == ["ann"]
+    assert json.loads(row["services"]) == [{"name": "named", "status": "running", "message": ""}]
+    assert json.loads(row["facts"]) == {"kernel": "6.1"}
+    assert _metric("hearth_heartbeats_accepted_total") == accepted + 1
+    assert _metric("hearth_heartbeat_write_seconds_count") == timed + 1
+
+
+async def test_a_stale_sequence_is_audited_and_counted_by_reason(client, world) -> None:
+    headers = world.auth("appliance")
+    stale = _metric("hearth_heartbeats_rejected_total", reason="stale_sequence")
+    assert (await client.post("/api/v1/heartbeat", json=beat(5), headers=headers)).status_code == 200
+    refused = await client.post("/api/v1/heartbeat", json=beat(5), headers=headers)
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == "sequence 5 is not above the last one stored"
+    appliance = world.appliance_ids["acme/front-office"]
+    assert await _rejections(world) == [
+        ("appliance", appliance, world.tenant_ids["acme"], "failure", f"appliance:{appliance}",
+         {"reason": "stale_sequence", "sequence": 5})]
+    assert _metric("hearth_heartbeats_rejected_total", reason="stale_sequence") == stale + 1
+
+
+async def test_a_skewed_clock_is_audited_with_the_skew(client, world) -> None:
+    skewed = _metric("hearth_heartbeats_rejected_total", reason="clock_skew")
+    body = beat(1, sent_at=datetime.now(UTC) - timedelta(minutes=10))
+    response = await client.post("/api/v1/heartbeat", json=body, headers=world.auth("appliance"))
+    assert response.status_code == 400
+    # 600 s, plus however long the request took to arrive (well under 30 s)
+    [(kind, actor, tenant, outcome, target, details)] = await _rejections(world)
+    appliance = world.appliance_ids["acme/front-office"]
+    assert (kind, actor, tenant, outcome, target) == (
+        "appliance", appliance, world.tenant_ids["acme"], "failure", f"appliance:{appliance}")
+    assert sorted(details) == ["reason", "skew_seconds"] and details["reason"] == "clock_skew"
+    assert 600 <= details["skew_seconds"] < 630
+    assert response.json()["detail"] == (
+        f"sent_at is {details['skew_seconds']} s away from the server clock (limit 300 s); "
+        "fix the appliance's time")
+    assert _metric("hearth_heartbeats_rejected_total", reason="clock_skew") == skewed + 1
+    assert await _counts(world) == (0, 0)
+
+
+async def test_a_skew_inside_the_bound_is_accepted(client, world) -> None:
+    for sequence, offset in ((1, timedelta(minutes=4)), (2, -timedelta(minutes=4))):
+        body = beat(sequence, sent_at=datetime.now(UTC) + offset)
+        response = await client.post("/api/v1/heartbeat", json=body,
+                                     headers=world.auth("appliance"))
+        assert response.status_code == 200, response.text
+    assert await _counts(world) == (1, 2)
+
+
+async def test_an_escaped_backslash_before_u0000_is_text_not_a_nul(client, world) -> None:
+    # The JSON text holds \\u0000: a backslash followed by "u0000", which PostgreSQL stores.
+    body = beat(1, facts={"path": "C:\\u0000dir"})
+    response = await client.post("/api/v1/heartbeat", json=body, headers=world.auth("appliance"))
+    assert response.status_code == 200, response.text
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        facts = await conn.fetchval("SELECT facts FROM observed_latest")
+    finally:
+        await conn.close()
+    assert json.loads(facts) == {"path": "C:\\u0000dir"}
+
+
+class _BrokenTrigger:
+    """Stands in for the heartbeat trigger (our own seam): its check always fails."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.texts: list[str] = []
+
+    async def observe(self, tenant, appliance, observed, *, observed_json) -> None:
+        # the parsed report and its JSON text, which must say the same
+        self.calls.append((tenant, appliance, observed.model_dump_json()))
+        self.texts.append(observed_json)
+        raise ConnectionError("redis went away")
+
+
+async def test_a_failing_trigger_never_fails_a_stored_heartbeat(client, world, caplog) -> None:
+    broken = _BrokenTrigger()
+    client.app.state.ctx.extra["heartbeat_trigger"] = broken
+    response = await client.post("/api/v1/heartbeat", json=beat(1),
+                                 headers=world.auth("appliance"))
+    assert response.status_code == 200, response.text
+    assert await _counts(world) == (1, 1)
+    assert [(t, a) for t, a, _ in broken.calls] == [("acme", APPLIANCE)]
+    conn = await asyncpg.connect(world.settings.database_url)
+    try:
+        stored = await conn.fetchval("SELECT observed FROM observed_latest")
+    finally:
+        await conn.close()
+    assert json.loads(broken.calls[0][2]) == json.loads(stored)  # the text that was stored
+    assert broken.texts == [broken.calls[0][2]]
+    warnings = [r for r in caplog.records if r.name == "hearth.api.heartbeat"]
+    assert [r.getMessage() for r in warnings] == [
+        f"could not check heartbeat of acme/{APPLIANCE} against desired state"]
+    assert warnings[0].levelname == "WARNING"
+
+
+async def test_without_a_trigger_a_heartbeat_is_stored_and_nothing_queued(client, world) -> None:
+    from redis.asyncio import Redis
+
+    from tests.api.conftest import REDIS_URL
+
+    del client.app.state.ctx.extra["heartbeat_trigger"]
+    observed = {"users": {"users": [{"name": "drifted", "uid": 1500}]}}
+    response = await client.post("/api/v1/heartbeat", json=beat(1, observed=observed),
+                                  headers=world.auth("appliance"))
+    assert response.status_code == 200, response.text
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        assert await redis.zrange("hearth:queue:reconcile:ready", 0, -1) == []
+    finally:
+        await redis.aclose()
