@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.names import OBJECT_NAME, ObjectName
+from schemas.names import OBJECT_NAME, OBJECT_NAME_PATTERN
 from schemas.plan import DOMAIN_ORDER
 
 API_VERSION = "hearth/v1"
@@ -283,6 +283,9 @@ def _check_host(value: str) -> str:
 NO_CONTROL = BeforeValidator(_check_config_text)
 """Goes last in an ``Annotated[str, ...]``: it then runs first, and a pattern or length
 before it stays in the JSON Schema editors read."""
+ObjectName = Annotated[str, Field(pattern=OBJECT_NAME_PATTERN), NO_CONTROL]
+"""``schemas.names``' one pattern, with the control-character check first so its message
+names the character (a name becomes a file name and a config path)."""
 ConfigText = Annotated[str, NO_CONTROL]
 """Any string that can reach a file on an appliance: no control characters (see
 ``_check_config_text``). Every other string type here ends in ``NO_CONTROL`` too."""

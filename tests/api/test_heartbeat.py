@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import socket
@@ -501,7 +502,7 @@ class _BrokenTrigger:
 
 async def test_a_failing_trigger_never_fails_a_stored_heartbeat(client, world, caplog) -> None:
     broken = _BrokenTrigger()
-    client.app.state.ctx.extra["heartbeat_trigger"] = broken
+    client.app.state.ctx = dataclasses.replace(client.app.state.ctx, heartbeat_trigger=broken)
     response = await client.post("/api/v1/heartbeat", json=beat(1),
                                  headers=world.auth("appliance"))
     assert response.status_code == 200, response.text
@@ -525,7 +526,7 @@ async def test_without_a_trigger_a_heartbeat_is_stored_and_nothing_queued(client
 
     from tests.api.conftest import REDIS_URL
 
-    del client.app.state.ctx.extra["heartbeat_trigger"]
+    client.app.state.ctx = dataclasses.replace(client.app.state.ctx, heartbeat_trigger=None)
     observed = {"users": {"users": [{"name": "drifted", "uid": 1500}]}}
     response = await client.post("/api/v1/heartbeat", json=beat(1, observed=observed),
                                   headers=world.auth("appliance"))
