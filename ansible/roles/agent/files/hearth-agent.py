@@ -52,13 +52,18 @@ the API URL must be ``https`` unless its host is loopback, and ``ca_file`` in
 the configuration names a private CA bundle to trust instead of the system's.
 The token is read from a file and never printed or logged.
 
-Modes: ``--print`` prints one report; ``--once`` posts one now; ``--when-due``
+The run id and revision the last successful run wrote
+(``<state_dir>/applied-run``, ``applied-revision``) go in every report, so the
+API can tell a report collected before a run ended from one after it.
+
+Modes: ``--print`` prints one report; ``--once`` posts one now (``--attempts 1``:
+one try, no backoff; what a run's last task uses to confirm itself); ``--when-due``
 (what the systemd timer runs, every few seconds) posts only when the time
 recorded in ``<state_dir>/next-due`` has come and then records the next one,
 from the API's ``next_interval_seconds`` or ``Retry-After``; with no mode the
 agent loops on the same schedule.
 
-Usage: hearth-agent [--config /etc/hearth/agent.json] [--once | --when-due | --print]
+Usage: hearth-agent [--config /etc/hearth/agent.json] [--once [--attempts N] | --when-due | --print]
 """
 
 from __future__ import annotations
@@ -697,6 +702,12 @@ def applied_revision(state_dir):
     return text if _REVISION.match(text) else None
 
 
+def applied_run(state_dir):
+    """The id of the run that wrote ``applied-revision`` (None when none recorded one)."""
+    text = (read_text(os.path.join(state_dir, "applied-run"), cap=64) or "").strip()
+    return int(text) if text.isdigit() and 0 < int(text) <= MAX_SEQUENCE else None
+
+
 def seconds_until_due(state_dir, now):
     """Seconds until the recorded next-due time; 0 when it has come, none is recorded or
     it is implausibly far away."""
@@ -744,7 +755,7 @@ def build_heartbeat(state_dir):
     facts = _probe("facts", probe_facts, unknown)
     if unknown:  # only then: an API that predates the field still takes a clean report
         observed["unknown"] = unknown
-    return {
+    heartbeat = {
         "sequence": next_sequence(state_dir),
         "sent_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "agent_version": AGENT_VERSION,
@@ -753,6 +764,10 @@ def build_heartbeat(state_dir):
         "services": services if services is not None else [],
         "facts": facts if facts is not None else {},
     }
+    run_id = applied_run(state_dir)
+    if run_id is not None:  # likewise only when known
+        heartbeat["applied_run"] = run_id
+    return heartbeat
 
 
 # --------------------------------------------------------------------------- #
@@ -921,7 +936,7 @@ def _body(heartbeat):
     return json.dumps(heartbeat, sort_keys=True).encode()
 
 
-def report_once(config, print_only):
+def report_once(config, print_only, attempts=6):
     """Probe, then print or post one heartbeat; the API's answer (None when printing)."""
     heartbeat = build_heartbeat(config["state_dir"])
     if print_only:
@@ -934,7 +949,7 @@ def report_once(config, print_only):
         raise ConfigError(f"no token in {config['token_file']}")
     url = base + "/api/v1/heartbeat"
     try:
-        ack = post_with_retries(url, token, _body(heartbeat), opener=opener)
+        ack = post_with_retries(url, token, _body(heartbeat), attempts=attempts, opener=opener)
     except StaleSequence:
         # The state directory was lost or restored: learn the API's last sequence with
         # the token and go on above it. Old heartbeats stay refused (the API never lowers
@@ -945,7 +960,7 @@ def report_once(config, print_only):
         heartbeat["sent_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
         log(f"sequence {refused} refused, the API's last is {last}: "
             f"re-enrolled, sending {heartbeat['sequence']}", level=4)
-        ack = post_with_retries(url, token, _body(heartbeat), opener=opener)
+        ack = post_with_retries(url, token, _body(heartbeat), attempts=attempts, opener=opener)
     log(f"heartbeat {heartbeat['sequence']} accepted")
     return ack
 
@@ -994,6 +1009,8 @@ def main(argv=None):
                         help="report once if the next due time has come (the timer's mode)")
     parser.add_argument("--print", dest="print_only", action="store_true",
                         help="print the heartbeat instead of posting it")
+    parser.add_argument("--attempts", type=int, default=6,
+                        help="posts to try with --once (1: the run's own report, no backoff)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -1007,7 +1024,7 @@ def main(argv=None):
             return report_and_schedule(config)
         if args.once:
             try:
-                report_once(config, False)
+                report_once(config, False, attempts=max(1, args.attempts))
             except (PermanentError, RetryLater) as exc:
                 log(str(exc), level=3)
                 return 1
