@@ -284,6 +284,10 @@ class Reconciler:
                                     results={"superseded_by": run_id}, changed=0, failed=0)
         for member in batch:
             member.run_id = run_id
+            # The run's last task reports (it names this run): unsettled, the heartbeat
+            # trigger queues the key for it, and the pass after this one confirms the run.
+            await mark_settled(self.redis, member.inputs.key if member.inputs else
+                               f"{tenant}/{member.name}", settled=False)
         log.info("run %s: tenant %s, %s, revision %s, domains %s", run_id, tenant,
                  [m.name for m in batch], snapshot.commit[:12], domains)
         result, error = await self._execute(

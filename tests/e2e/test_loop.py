@@ -158,6 +158,8 @@ def test_a_worker_killed_mid_run_is_found_and_its_appliance_replanned(fleet: Fle
     interrupted and the appliance re-planned within seconds (not when the queue lease
     runs out), then converged; run records never overlap."""
     fleet.start_worker("w2", "--liveness-interval", str(LIVENESS_INTERVAL))
+    fleet.wait_for(lambda: _ready(fleet)["workers"]["alive"] == 2, timeout=60,
+                   what="the second worker to beat")
     fleet.start_agents()
     try:
         before = _last_run_id(fleet)
@@ -175,9 +177,15 @@ def test_a_worker_killed_mid_run_is_found_and_its_appliance_replanned(fleet: Fle
             timeout=60, what="the run marked interrupted")
 
         def replanned() -> bool:
+            """A pass took the appliance again: it started a run, or wrote its status
+            (a pass that starts no run writes status at once, one that runs, after)."""
             rows = fleet.sql(
-                """SELECT s.updated_at > r.finished_at AS after FROM appliance_status s
-                     JOIN appliances a ON a.id = s.appliance_id, reconcile_runs r
+                """SELECT s.updated_at > r.finished_at OR EXISTS (
+                              SELECT 1 FROM reconcile_runs n WHERE n.id > r.id
+                                 AND n.appliances && r.appliances AND n.started_at IS NOT NULL)
+                          AS after
+                     FROM appliance_status s JOIN appliances a ON a.id = s.appliance_id,
+                          reconcile_runs r
                     WHERE a.name = 'front-office' AND r.id = $1""", victim["id"])
             return bool(rows and rows[0]["after"])
 
