@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--roots-dir", type=Path,
                         help="appliance roots on this machine (<dir>/<tenant>/<name>)")
     worker.add_argument("--no-watch", action="store_true", help="do not watch REPOS_DIR")
-    worker.add_argument("--liveness-interval", type=float, default=5.0,
+    worker.add_argument("--liveness-interval", type=float, default=2.0,
                         help="seconds between the worker's beats in Redis; /ready reports no "
                              "live worker two of them after the last beat")
     worker.set_defaults(handler=_worker)

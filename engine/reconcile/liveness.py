@@ -16,8 +16,8 @@ reported within ``MISSED_BEATS`` of its intervals. Entries of workers gone
 for a day are pruned by the next beat. Redis losing the set (FLUSHALL) makes
 every worker look dead until its next beat, one interval at most.
 
-Finding the runs a dead worker left ``running`` does not wait for this: that is
-``engine.reconcile.reaper``, by the worker's lost PostgreSQL session.
+``engine.reconcile.reaper`` asks ``alive_workers`` too: a run is taken from its
+worker only when both its PostgreSQL session and its beats are gone.
 """
 
 from __future__ import annotations
@@ -64,6 +64,14 @@ return {now, alive, newest}
 """
 
 
+# KEYS: workers   -> ids of the workers alive now
+_ALIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class FleetLiveness:
     """What ``fleet_liveness`` found."""
@@ -104,6 +112,12 @@ async def fleet_liveness(redis: Redis) -> FleetLiveness:
     now, alive, newest = await redis.eval(_READ, 2, WORKERS_KEY, LAST_BEAT_KEY)
     age = None if int(newest) < 0 else max(0.0, (int(now) - int(newest)) / 1000)
     return FleetLiveness(alive=int(alive), last_beat_age=age)
+
+
+async def alive_workers(redis: Redis) -> set[str]:
+    """Ids of the workers whose last beat is recent enough (see the module docstring)."""
+    return {m.decode() if isinstance(m, bytes) else m
+            for m in await redis.eval(_ALIVE, 1, WORKERS_KEY)}
 
 
 async def beat_loop(redis: Redis, worker_id: str, *, interval: float,

@@ -5,9 +5,13 @@ connection from before its run row is written until after the row is finished
 (``engine.reconcile.reconciler``; docs/architecture.md, invariant 4). When
 the worker dies (kill -9, OOM, a lost machine), PostgreSQL ends its session
 as soon as the socket closes and the locks go with it. So a ``running`` row
-whose appliances' locks can be taken belongs to a dead worker: nothing else
-can tell that as quickly or as surely (a SIGSTOPped worker keeps its session
-and its runs, rightly: it may continue).
+whose appliances' locks can be taken has lost its worker's session. It is
+taken from the worker when, besides, the worker has stopped beating
+(``engine.reconcile.liveness``; two missed beats, 4 s at the default 2 s): a
+worker that is alive but lost its database connection for a moment may still
+be running Ansible, and handing its appliances to another worker would run two
+Ansible runs on one box. A SIGSTOPped worker keeps its session and its runs,
+rightly: it may continue.
 
 ``reap`` (every worker runs ``reap_loop``, every ``REAP_INTERVAL`` seconds)
 tries those locks, marks such runs ``interrupted``, stops their orphaned
@@ -25,9 +29,11 @@ import logging
 from pathlib import Path
 
 import asyncpg
+from redis.asyncio import Redis
 
 from engine.db import runs as run_db
 from engine.execution.processes import kill_orphans
+from engine.reconcile.liveness import alive_workers
 from engine.reconcile.queue import ReconcileQueue
 from engine.reconcile.reconciler import LOCK_NAMESPACE, LOCK_SQL
 
@@ -37,12 +43,17 @@ REAP_INTERVAL = 2.0
 """Seconds between two looks for runs of dead workers."""
 
 
-async def reap(pool: asyncpg.Pool, queue: ReconcileQueue, *, runs_dir: Path) -> list[int]:
+async def reap(pool: asyncpg.Pool, redis: Redis, queue: ReconcileQueue, *,
+               runs_dir: Path) -> list[int]:
     """Mark runs of dead workers interrupted and re-queue their appliances; their ids."""
     async with pool.acquire() as conn:
-        running = await conn.fetch("SELECT id, appliances FROM reconcile_runs "
+        running = await conn.fetch("SELECT id, appliances, worker_id FROM reconcile_runs "
                                    "WHERE status = 'running'")
-        candidates = sorted({a for row in running for a in row["appliances"]}, key=str)
+        if not running:
+            return []
+        alive = await alive_workers(redis)
+        candidates = sorted({a for row in running if row["worker_id"] not in alive
+                             for a in row["appliances"]}, key=str)
         free = []
         try:
             for appliance_id in candidates:
@@ -74,11 +85,12 @@ async def reap(pool: asyncpg.Pool, queue: ReconcileQueue, *, runs_dir: Path) -> 
     return interrupted
 
 
-async def reap_loop(pool: asyncpg.Pool, queue: ReconcileQueue, *, runs_dir: Path,
-                    stop: asyncio.Event, interval: float = REAP_INTERVAL) -> None:
+async def reap_loop(pool: asyncpg.Pool, redis: Redis, queue: ReconcileQueue, *,
+                    runs_dir: Path, stop: asyncio.Event,
+                    interval: float = REAP_INTERVAL) -> None:
     while not stop.is_set():
         try:
-            await reap(pool, queue, runs_dir=runs_dir)
+            await reap(pool, redis, queue, runs_dir=runs_dir)
         except Exception as exc:  # a database failover, Redis restarting: try again later
             log.warning("looking for interrupted runs failed: %r", exc)
         with contextlib.suppress(TimeoutError):

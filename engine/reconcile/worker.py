@@ -52,7 +52,7 @@ class WorkerOptions:
     resync_interval: float = 180.0
     roots_dir: Path | None = None
     watch: bool = True
-    liveness_interval: float = 5.0
+    liveness_interval: float = 2.0
     """Seconds between the worker's beats (``engine.reconcile.liveness``)."""
     reap_interval: float = REAP_INTERVAL
     """Seconds between looks for runs of dead workers (``engine.reconcile.reaper``)."""
@@ -86,7 +86,7 @@ class Worker:
                  asyncio.create_task(beat_loop(redis, self.worker_id,
                                                interval=self.options.liveness_interval,
                                                stop=stop)),
-                 asyncio.create_task(reap_loop(pool, queue, runs_dir=executor.runs_dir,
+                 asyncio.create_task(reap_loop(pool, redis, queue, runs_dir=executor.runs_dir,
                                                stop=stop, interval=self.options.reap_interval))]
         if self.options.watch:
             tasks.append(asyncio.create_task(
