@@ -7,11 +7,13 @@ as a module for the posting logic. The e2e tests run it inside real roots.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -133,6 +135,22 @@ def test_a_runs_own_report_tries_once(tmp_path: Path, api: HTTPServer) -> None:
     proc = subprocess.run([sys.executable, str(AGENT), "--once", "--attempts", "1", "--config",
                            str(config)], capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 1
+    assert len(_Api.received) == 1
+
+
+def test_reports_of_one_box_wait_for_each_other(tmp_path: Path, api: HTTPServer) -> None:
+    """A run's own report started while the timer's is going posts after it, not before."""
+    config = _config(tmp_path, api_url=f"http://127.0.0.1:{api.server_address[1]}")
+    (tmp_path / "token").write_text("secret-token-value\n")
+    (tmp_path / "state").mkdir()
+    with open(tmp_path / "state/report.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the other report, still going
+        proc = subprocess.Popen([sys.executable, str(AGENT), "--once", "--attempts", "1",
+                                 "--config", str(config)], stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert proc.poll() is None and _Api.received == []
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
     assert len(_Api.received) == 1
 
 

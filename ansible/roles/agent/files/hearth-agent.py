@@ -52,7 +52,9 @@ the API URL must be ``https`` unless its host is loopback, and ``ca_file`` in
 the configuration names a private CA bundle to trust instead of the system's.
 The token is read from a file and never printed or logged.
 
-The run id and revision the last successful run wrote
+Reports of one box are serialised by a lock in the state directory (the
+timer's and a run's own may start together), so they reach the API in the
+order they were collected. The run id and revision the last successful run wrote
 (``<state_dir>/applied-run``, ``applied-revision``) go in every report, so the
 API can tell a report collected before a run ended from one after it.
 
@@ -72,6 +74,7 @@ import argparse
 import datetime as dt
 import email.utils
 import errno
+import fcntl
 import ipaddress
 import json
 import os
@@ -936,8 +939,49 @@ def _body(heartbeat):
     return json.dumps(heartbeat, sort_keys=True).encode()
 
 
+LOCK_WAIT = 120
+"""Longest wait for another report of this box to finish (one report with its retries)."""
+
+
+class report_lock:  # noqa: N801 - used as a context manager, named like one
+    """One report at a time per state directory, across processes (``flock``).
+
+    The timer's report and a run's own report (its last task) may start together;
+    without this the later-built one could be posted first, the other then refused
+    (409) and re-sent above it with what the box was before the run."""
+
+    def __init__(self, state_dir, wait=LOCK_WAIT):
+        self.state_dir, self.wait, self.fd = state_dir, wait, None
+
+    def __enter__(self):
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.fd = os.open(os.path.join(self.state_dir, "report.lock"),
+                          os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise PermanentError("another report of this box is still running") \
+                        from None
+                time.sleep(0.1)
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing the descriptor releases the lock
+
+
 def report_once(config, print_only, attempts=6):
     """Probe, then print or post one heartbeat; the API's answer (None when printing)."""
+    if print_only:
+        return _report_once(config, True, attempts)
+    with report_lock(config["state_dir"]):
+        return _report_once(config, False, attempts)
+
+
+def _report_once(config, print_only, attempts):
     heartbeat = build_heartbeat(config["state_dir"])
     if print_only:
         sys.stdout.write(_body(heartbeat).decode() + "\n")
