@@ -82,7 +82,8 @@ async def receive_heartbeat(ctx: ApiContext, token: str, beat: Heartbeat) -> Hea
         sequence=beat.sequence, sent_at=beat.sent_at,
         received_at=now, agent_version=beat.agent_version,
         applied_revision=beat.applied_revision, observed=observed_json,
-        services=services_json, facts=facts_json, token_hash=hash_token(ctx.settings.secret_key, token))
+        services=services_json, facts=facts_json, token_hash=hash_token(ctx.settings.secret_key, token),
+        applied_run=beat.applied_run)
     written = await ctx.writer.store_by_token(row)
     if written is None:
         raise _unknown_token()

@@ -172,6 +172,11 @@ class Heartbeat(Observed):
     agent_version: Annotated[str, Field(min_length=1, max_length=64)]
     applied_revision: Revision | None = None
     """The commit the last successful run converged the box to, as the box recorded it."""
+    applied_run: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    """The id of that run (the run's last play records it with the revision). A report
+    naming an older run than the last one that succeeded on the box was collected
+    before that run ended. None: no run recorded one yet, or an agent from before the
+    field (which never sends it)."""
     observed: ObservedState = Field(default_factory=ObservedState)
     services: Annotated[list[ServiceHealth], Field(max_length=32)] = Field(default_factory=list)
     facts: Annotated[dict[Annotated[str, Field(max_length=64)], FactValue],

@@ -23,6 +23,7 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     ("api", "engine.execution", "the API never reaches the executor"),
     ("api", "engine.reconcile.reconciler", "reconcile internals are the worker's"),
     ("api", "engine.reconcile.worker", "reconcile internals are the worker's"),
+    ("api", "engine.reconcile.reaper", "reconcile internals are the worker's"),
     ("engine.execution", "engine.planning", "execution renders what the plan says"),
     ("engine.planning", "engine.db", "planning is pure"),
     ("engine.planning", "engine.repos", "planning is pure"),

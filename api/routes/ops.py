@@ -12,6 +12,7 @@ from litestar.plugins.prometheus import PrometheusController
 from api.deps import Ctx
 from api.errors import problem_responses
 from engine.errors import ExecutionError
+from engine.reconcile.liveness import fleet_liveness
 
 
 @get("/health", opt={"permission": "health"}, tags=["operations"], summary="Process is alive")
@@ -20,7 +21,7 @@ async def health() -> dict[str, str]:
 
 
 @get("/ready", opt={"permission": "ready"}, tags=["operations"],
-     summary="PostgreSQL, Redis and the repo volume are reachable",
+     summary="PostgreSQL, Redis and the repo volume are reachable; whether a worker is alive",
      responses=problem_responses(503))
 async def ready(ctx: Ctx) -> dict[str, Any]:
     checks: dict[str, str] = {}
@@ -40,7 +41,12 @@ async def ready(ctx: Ctx) -> dict[str, Any]:
     checks["repos"] = "ok" if ok else "missing or not writable"
     if any(v != "ok" for v in checks.values()):
         raise ExecutionError("not ready: " + ", ".join(f"{k}={v}" for k, v in checks.items()))
-    return {"status": "ready", "checks": checks}
+    # The API serves without workers (so it stays ready), but statuses then go stale:
+    # say so, for `hearth app list` and people.
+    workers = await fleet_liveness(ctx.redis)
+    return {"status": "degraded" if workers.stale else "ready", "checks": checks,
+            "workers": {"alive": workers.alive, "last_beat_age_seconds": workers.last_beat_age,
+                        "stale": workers.stale, "message": workers.describe()}}
 
 
 class MetricsController(PrometheusController):

@@ -4,7 +4,7 @@ which runs applied it on which appliance, and the heartbeat that confirmed it.
 One change is a merged pull request: support request (if any) -> pull
 request (author) -> approvers (reviews at the merged head) -> merge commit ->
 reconcile runs at that revision -> per appliance, the first heartbeat that
-reported the revision as applied. Audit events (logins, token changes,
+reported the revision as applied, and the run it named. Audit events (logins, token changes,
 pushes, syncs, denials) come alongside. Read-only: nothing here writes.
 """
 
@@ -40,15 +40,20 @@ async def changes(conn: asyncpg.Connection, *, tenant_id: int, limit: int = 100
                             ORDER BY a.name) AS appliances
                  FROM reconcile_runs r WHERE r.tenant_id = $1 AND r.revision = $2
                 ORDER BY r.id""", tenant_id, commit)]
+        # ``run``: the run the box named with it (the one that wrote the revision there,
+        # even a run interrupted after it did; NULL from agents that do not say).
         confirmed = [dict(r) for r in await conn.fetch(
-            """SELECT a.name AS appliance, min(x.received_at) AS confirmed_at
+            """SELECT DISTINCT ON (a.name) a.name AS appliance, x.received_at AS confirmed_at,
+                      x.applied_run AS run
                  FROM appliances a
-                 JOIN (SELECT appliance_id, received_at, applied_revision FROM observed_history
+                 JOIN (SELECT appliance_id, received_at, applied_revision, applied_run
+                         FROM observed_history
                        UNION ALL
-                       SELECT appliance_id, received_at, applied_revision FROM observed_latest
+                       SELECT appliance_id, received_at, applied_revision, applied_run
+                         FROM observed_latest
                       ) x ON x.appliance_id = a.id
                 WHERE a.tenant_id = $1 AND x.applied_revision = $2
-                GROUP BY a.name ORDER BY a.name""", tenant_id, commit)]
+                ORDER BY a.name, x.received_at""", tenant_id, commit)]
         out.append({
             "support_request": pull["support_request_id"],
             "pull_request": {"number": pull["number"], "title": pull["title"],

@@ -79,7 +79,8 @@ def _audit_call(args: argparse.Namespace, client: Any) -> int:
         for run in change["runs"]:
             print(f"  run {run['id']} {run['status']}: {', '.join(run['appliances'])}")
         for confirmed in change["confirmed"]:
-            print(f"  confirmed on {confirmed['appliance']} at {confirmed['confirmed_at']}")
+            by = f" (run {confirmed['run']})" if confirmed.get("run") else ""
+            print(f"  confirmed on {confirmed['appliance']} at {confirmed['confirmed_at']}{by}")
     for event in trail["events"][:50]:
         print(f"{event['at'][:19]} {event['actor_kind']}:{event['actor_id'] or '-'} "
               f"{event['action']} {event['target'] or ''} {event['outcome']}")

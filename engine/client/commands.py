@@ -15,6 +15,8 @@ import os
 import sys
 from typing import Any
 
+from engine.errors import HearthError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     login = subparsers.add_parser("login", help="get a token for the app commands")
@@ -73,10 +75,18 @@ def _short(revision: str | None) -> str:
 
 
 def _app_list(args: argparse.Namespace) -> int:
-    items = client_from_args(args).call("GET", f"/api/v1/tenants/{args.tenant}/appliances")
+    client = client_from_args(args)
+    items = client.call("GET", f"/api/v1/tenants/{args.tenant}/appliances")
+    try:
+        workers = client.call("GET", "/ready").get("workers") or {}
+    except HearthError:  # not ready: the listing above answered, the table still helps
+        workers = {}
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
+    if workers.get("stale"):
+        print(f"STALE: {workers.get('message')}; the statuses below are not being kept "
+              "current (start `hearth worker`)")
     print(f"{'NAME':<20} {'SYNC':<10} {'HEALTH':<12} {'DESIRED':<13} {'APPLIED':<13} "
           f"{'LAST HEARTBEAT':<33} REASON")
     source_errors: dict[str, None] = {}

@@ -42,6 +42,8 @@ class HeartbeatRow:
     """JSON text."""
     token_hash: bytes | None = None
     """For ``write_batch_by_token``: the appliance is the live token's, found in the write."""
+    applied_run: int | None = None
+    """The run the box says last converged it (None: an agent that does not report it)."""
 
 
 # The steps both writes share once ``input`` holds one row per appliance: upsert the
@@ -49,21 +51,21 @@ class HeartbeatRow:
 # history to the limit ({limit}: the statement's parameter holding it).
 _STORE = """), upserted AS (
     INSERT INTO observed_latest AS o (appliance_id, sequence, sent_at, received_at, agent_version,
-                                      applied_revision, observed, services, facts)
+                                      applied_revision, observed, services, facts, applied_run)
     SELECT appliance_id, sequence, sent_at, received_at, agent_version, applied_revision,
-           observed::jsonb, services::jsonb, facts::jsonb
+           observed::jsonb, services::jsonb, facts::jsonb, applied_run
       FROM input
     ON CONFLICT (appliance_id) DO UPDATE SET
         sequence = excluded.sequence, sent_at = excluded.sent_at,
         received_at = excluded.received_at, agent_version = excluded.agent_version,
         applied_revision = excluded.applied_revision, observed = excluded.observed,
-        services = excluded.services, facts = excluded.facts
+        services = excluded.services, facts = excluded.facts, applied_run = excluded.applied_run
      WHERE excluded.sequence > o.sequence
     RETURNING o.appliance_id, o.sequence, o.sent_at, o.received_at, o.applied_revision,
-              o.observed, o.services, o.facts
+              o.observed, o.services, o.facts, o.applied_run
 ), history AS (
     INSERT INTO observed_history (appliance_id, sequence, sent_at, received_at, applied_revision,
-                                  observed, services, facts)
+                                  observed, services, facts, applied_run)
     SELECT * FROM upserted
     ON CONFLICT DO NOTHING
 ), pruned AS (
@@ -82,9 +84,10 @@ _STORE = """), upserted AS (
 _UPSERT = """
 WITH input AS (
     SELECT i.* FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
-                           $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+                           $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                           $11::bigint[])
          AS i(appliance_id, sequence, sent_at, received_at, agent_version, applied_revision,
-              observed, services, facts)
+              observed, services, facts, applied_run)
     JOIN appliances a ON a.id = i.appliance_id
 {store}SELECT appliance_id FROM upserted
 """.format(store=_STORE.format(limit="$10"))  # noqa: S608 - our own constant text
@@ -112,7 +115,7 @@ async def _write_round(conn: asyncpg.Connection, rows: list[HeartbeatRow], index
         [r.sent_at for r in part], [r.received_at for r in part],
         [r.agent_version for r in part], [r.applied_revision for r in part],
         [r.observed for r in part], [r.services for r in part], [r.facts for r in part],
-        history_limit,
+        history_limit, [r.applied_run for r in part],
     )}
     for i in indexes:
         # a later round may hold the same appliance; only its own sequence counts
@@ -147,9 +150,9 @@ _WRITE_BY_HASH = """
 WITH resolved AS (
     SELECT i.*, a.id AS appliance_id, a.tenant_id, t.name AS tenant, a.name
       FROM unnest($1::int[], $2::bytea[], $3::bigint[], $4::timestamptz[], $5::timestamptz[],
-                  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+                  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $12::bigint[])
            AS i(ord, token_hash, sequence, sent_at, received_at, agent_version,
-                applied_revision, observed, services, facts)
+                applied_revision, observed, services, facts, applied_run)
       JOIN appliance_tokens k ON k.token_hash = i.token_hash AND k.revoked_at IS NULL
       JOIN appliances a ON a.id = k.appliance_id
       JOIN tenants t ON t.id = a.tenant_id
@@ -198,7 +201,8 @@ async def write_batch_by_token(
             [r.sequence for r in part], [r.sent_at for r in part],
             [r.received_at for r in part], [r.agent_version for r in part],
             [r.applied_revision for r in part], [r.observed for r in part],
-            [r.services for r in part], [r.facts for r in part], history_limit)
+            [r.services for r in part], [r.facts for r in part], history_limit,
+            [r.applied_run for r in part])
         retry = []
         for rec in records:
             index = indexes[rec["ord"]]
@@ -247,7 +251,7 @@ async def last_sequence(conn: asyncpg.Connection | asyncpg.Pool, appliance_id: u
 async def latest(conn: asyncpg.Connection, appliance_id: uuid.UUID) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         """SELECT appliance_id, sequence, sent_at, received_at, agent_version, applied_revision,
-                  observed, services, facts
+                  applied_run, observed, services, facts
              FROM observed_latest WHERE appliance_id = $1""",
         appliance_id,
     )
@@ -258,7 +262,8 @@ async def history(
     conn: asyncpg.Connection, appliance_id: uuid.UUID, *, limit: int = 50
 ) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        """SELECT sequence, sent_at, received_at, applied_revision, observed, services, facts
+        """SELECT sequence, sent_at, received_at, applied_revision, applied_run, observed,
+                  services, facts
              FROM observed_history WHERE appliance_id = $1 ORDER BY sequence DESC LIMIT $2""",
         appliance_id, limit,
     )

@@ -102,6 +102,21 @@ async def last_finished_run(conn: asyncpg.Connection, appliance_id: uuid.UUID
     return dict(row) if row else None
 
 
+async def last_applied_run(conn: asyncpg.Connection, appliance_id: uuid.UUID
+                           ) -> dict[str, Any] | None:
+    """id, revision and finished_at of the last run that succeeded on the appliance.
+
+    Ansible ran (``started_at`` is set: manual requests closed without a run are not
+    runs) and every host of it succeeded (a run that failed anywhere is ``failed``).
+    """
+    row = await conn.fetchrow(
+        """SELECT id, revision, finished_at FROM reconcile_runs
+           WHERE $1 = ANY(appliances) AND NOT check_mode AND status = 'succeeded'
+             AND started_at IS NOT NULL
+           ORDER BY id DESC LIMIT 1""", appliance_id)
+    return dict(row) if row else None
+
+
 async def interrupt_stale(conn: asyncpg.Connection, appliance_ids: list[uuid.UUID]) -> list[int]:
     """Mark ``running`` runs touching these appliances interrupted; call with their locks held."""
     rows = await conn.fetch(

@@ -453,6 +453,7 @@ def appliance_vars(
     secrets: Secrets | None = None,
     api_url: str | None = None,
     revision: str | None = None,
+    run: int | None = None,
     agent_interval_seconds: int = 60,
 ) -> dict[str, Any]:
     """What the roles read for one appliance (``hearth.appliances[<name>]``).
@@ -471,6 +472,7 @@ def appliance_vars(
         "hostname": desired.hostname,
         "site": desired.site,
         "revision": revision,
+        "run": run,
         "prune": prune,
         "domains": desired.domains(),
         "users": _users(desired, previous, prune, orphans),

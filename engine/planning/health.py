@@ -27,8 +27,12 @@ Health, first rule that holds:
 A revision of main that failed validation adds ``SourceValid=False`` with the
 error; the appliance keeps its last good ``desired_revision``.
 
+"After the last run" (``heartbeat_after_run``): the heartbeat names that run or a
+later one, or it was received after the run ended and is not stale (collected
+before the last successful run ended: ``policy.awaiting_confirmation``).
+
 Applied revision (``applied_after``), before the status is computed:
-    a heartbeat in sync, received after the last run ended (or while a run is
+    a heartbeat in sync, after the last run (or while a run is
     going, or with no run ever)                -> the desired revision: the box is
                                                   as that revision wants it, whether a
                                                   run took it there or the change did
@@ -95,6 +99,11 @@ class HeartbeatSummary:
 
     received_at: datetime
     plan: Plan
+    reported_run: int | None = None
+    """The run the box says last converged it (``Heartbeat.applied_run``)."""
+    stale: bool = False
+    """Collected before the last run that succeeded there ended
+    (``policy.awaiting_confirmation``): no evidence about that run either way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +116,19 @@ class RunSummary:
     finished_at: datetime | None = None
     error: str = ""
     run_id: int | None = None
+
+
+def heartbeat_after_run(heartbeat: HeartbeatSummary, run: RunSummary | None) -> bool:
+    """Whether ``heartbeat`` tells about the box after ``run``: it names that run or a
+    later one (a run's own last report arrives before its row is finished), or it
+    arrived after the run ended and is not known to predate it."""
+    if run is None:
+        return True
+    if heartbeat.reported_run is not None and run.run_id is not None \
+            and heartbeat.reported_run >= run.run_id:
+        return True
+    return (not heartbeat.stale and run.finished_at is not None
+            and heartbeat.received_at >= run.finished_at)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,9 +153,8 @@ def applied_after(*, applied_revision: str | None, desired_revision: str,
                   ) -> str | None:
     """The revision the appliance is at, as far as Hearth can tell (rule in the docstring)."""
     if heartbeat is not None and heartbeat.plan.in_sync and (
-            last_run is None or last_run.outcome == "running" or (
-                last_run.finished_at is not None
-                and heartbeat.received_at >= last_run.finished_at)):
+            last_run is None or last_run.outcome == "running"
+            or heartbeat_after_run(heartbeat, last_run)):
         return desired_revision
     return applied_revision
 
@@ -172,8 +193,7 @@ def _health(inputs: StatusInputs) -> _Verdict:
         named = f"run {run.run_id} " if run.run_id is not None else ""
         return _Verdict(HealthStatus.PROGRESSING, "RunInProgress",
                         f"{named}applying revision {run.revision[:12]}")
-    after_run = run is None or (run.finished_at is not None
-                                and heartbeat.received_at >= run.finished_at)
+    after_run = heartbeat_after_run(heartbeat, run)
     if after_run and heartbeat.plan.in_sync:
         return _Verdict(HealthStatus.HEALTHY, "ReconciliationSucceeded",
                         "the appliance matches desired state")

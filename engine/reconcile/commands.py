@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--roots-dir", type=Path,
                         help="appliance roots on this machine (<dir>/<tenant>/<name>)")
     worker.add_argument("--no-watch", action="store_true", help="do not watch REPOS_DIR")
+    worker.add_argument("--liveness-interval", type=float, default=2.0,
+                        help="seconds between the worker's beats in Redis; /ready reports no "
+                             "live worker two of them after the last beat")
     worker.set_defaults(handler=_worker)
 
 
@@ -35,5 +38,5 @@ def _worker(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return run_worker(settings, WorkerOptions(
         batch_size=args.batch_size, resync_interval=args.resync_interval,
-        roots_dir=args.roots_dir,
+        roots_dir=args.roots_dir, liveness_interval=args.liveness_interval,
         watch=not args.no_watch))

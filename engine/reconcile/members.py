@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.execution.extravars import ManagedInventory, managed_inventory
 from engine.planning.plan import ApplyResult, next_inventory
-from engine.planning.policy import Decision
+from engine.planning.policy import AppliedRun, Decision
 from engine.reconcile.queue import Claim
 from schemas.config import DesiredAppliance
 from schemas.heartbeat import ObservedState
@@ -77,6 +77,10 @@ class ApplianceInputs:
     last_run_id: int | None
     requests: tuple[dict[str, Any], ...]
     """Queued manual syncs of it, claimed by this pass."""
+    reported_run: int | None = None
+    """The run its latest heartbeat says last converged it."""
+    last_applied: AppliedRun | None = None
+    """The last run that succeeded on it."""
 
     @property
     def key(self) -> str:
@@ -112,6 +116,8 @@ class Member:
     outcome: Outcome = Outcome.SKIPPED
     run_error: str = ""
     """Why the pass failed for it, for the queue's backoff record."""
+    awaiting: AppliedRun | None = None
+    """The run its latest heartbeat predates (``policy.awaiting_confirmation``)."""
 
     @property
     def id(self) -> uuid.UUID:

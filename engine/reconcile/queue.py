@@ -19,7 +19,8 @@ rate limiter, made safe across processes and machines:
 - ``claim(worker_id, block_ms=)`` hands a ready key to exactly one worker, with
   a lease (``lease_ms``) and a fencing token. ``extend`` renews the lease
   during a long run; a dead worker's lease expires and its key is queued again
-  at the next claim by anyone. A worker whose lease was lost gets False from
+  at the next claim by anyone (``expire`` ends it at once when the holder is
+  known dead). A worker whose lease was lost gets False from
   ``done``/``retry``/``extend`` and must stop (the token also fences the
   per-appliance lock and run records, which are the real guarantee).
 - ``done(claim)`` is success: the backoff and failure counts are cleared.
@@ -105,6 +106,13 @@ return {member, token}
 _EXTEND = _NOW + """
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[3]), ARGV[1])
+return 1
+"""
+
+# KEYS: processing   ARGV: member
+_EXPIRE = _NOW + """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
 return 1
 """
 
@@ -234,6 +242,7 @@ class ReconcileQueue:
         self._claim = redis.register_script(_CLAIM)
         self._extend = redis.register_script(_EXTEND)
         self._done = redis.register_script(_DONE)
+        self._expire = redis.register_script(_EXPIRE)
         self._retry = redis.register_script(_RETRY)
 
     def state_key(self, key: str) -> str:
@@ -269,6 +278,14 @@ class ReconcileQueue:
         keys = [self._processing, self._owners]
         return bool(await self._extend(keys=keys,
                                        args=[claim.key, claim.token, self.lease_ms]))
+
+    async def expire(self, key: str) -> bool:
+        """End the lease on ``key`` now: its holder is known to be dead (its PostgreSQL
+        session is gone), so the next claim hands the key out again instead of waiting for
+        the lease to run out. The dead holder's token is fenced off as after any expiry.
+        False when nobody held it."""
+        check_key(key)
+        return bool(await self._expire(keys=[self._processing], args=[key]))
 
     async def done(self, claim: Claim, *, reset_failures: bool = True) -> bool:
         """Finish ``claim``; success clears backoff and failure counts. False: lease lost."""

@@ -72,7 +72,7 @@ from engine.planning.health import (
     status_after,
     with_decision,
 )
-from engine.planning.policy import choose
+from engine.planning.policy import AppliedRun, awaiting_confirmation, choose
 from engine.reconcile.members import (
     ApplianceInputs,
     Failure,
@@ -215,6 +215,7 @@ class Reconciler:
             return None
         seen = await self.source.observation(conn, member.id)
         status_row = await run_db.get_status(conn, member.id) or {}
+        applied_row = await run_db.last_applied_run(conn, member.id)
         previous = None
         if status_row.get("conditions"):
             with contextlib.suppress(ValueError):
@@ -228,7 +229,9 @@ class Reconciler:
             applied_revision=status_row.get("applied_revision"),
             failures=status_row.get("consecutive_failures") or 0, previous=previous,
             last_run_id=status_row.get("last_run_id"),
-            requests=tuple(await run_db.claim_queued(conn, member.id)))
+            requests=tuple(await run_db.claim_queued(conn, member.id)),
+            reported_run=seen.applied_run,
+            last_applied=AppliedRun(**applied_row) if applied_row else None)
 
     async def _plan_and_decide(self, conn: asyncpg.Connection, snapshot: DesiredSnapshot,
                                member: Member, inputs: ApplianceInputs) -> None:
@@ -240,9 +243,14 @@ class Reconciler:
             await self.queue.reset(inputs.key)
         stalled = not inputs.manual and inputs.failures >= self.max_failures and \
             await self.queue.stalled(inputs.key, revision=snapshot.commit, plan_hash=plan.hash)
+        if awaiting_confirmation(applied=inputs.last_applied, reported_run=inputs.reported_run,
+                                 received_at=inputs.received_at, revision=snapshot.commit,
+                                 heartbeat_interval=self.settings.heartbeat_interval):
+            member.awaiting = inputs.last_applied
         member.decision = choose(plan=plan, policy=inputs.desired.policies,
                                  applied_revision=inputs.applied_revision, manual=inputs.manual,
-                                 dry_run=inputs.dry_run, stalled=stalled, now=now)
+                                 dry_run=inputs.dry_run, stalled=stalled, now=now,
+                                 awaiting=member.awaiting)
         if inputs.manual and not member.decision.run:
             # Nothing to do: close the requests so the caller sees an answer.
             for request in inputs.requests:
@@ -287,6 +295,10 @@ class Reconciler:
                                          running=RunSummary(outcome="running",
                                                             revision=snapshot.commit,
                                                             plan=member.plan, run_id=run_id))
+            # The run's last task reports (it names this run): unsettled, the heartbeat
+            # trigger queues the key for it, and the pass after this one confirms the run.
+            await mark_settled(self.redis, member.inputs.key if member.inputs else
+                               f"{tenant}/{member.name}", settled=False)
         log.info("run %s: tenant %s, %s, revision %s, domains %s", run_id, tenant,
                  [m.name for m in batch], snapshot.commit[:12], domains)
         result, error = await self._execute(
@@ -340,7 +352,8 @@ class Reconciler:
             async with stream.running():
                 secrets = [await self._decrypt(m) for m in batch]  # refused values first
                 tokens = await self._bootstrap_tokens(conn, batch)
-                variables = [self._extravars(m, revision, secret, tokens.get(m.name))
+                variables = [self._extravars(m, revision, secret, tokens.get(m.name),
+                                             None if check else run_id)
                              for m, secret in zip(batch, secrets, strict=True)]
                 result = await self.executor.run_async(
                     run_id=str(run_id), extravars=build_extravars(variables),
@@ -394,14 +407,14 @@ class Reconciler:
         return await asyncio.to_thread(decrypt_all)
 
     def _extravars(self, member: Member, revision: str,
-                   secrets: tuple[dict[str, str], dict[str, str]], token: str | None
-                   ) -> dict[str, Any]:
+                   secrets: tuple[dict[str, str], dict[str, str]], token: str | None,
+                   run_id: int | None) -> dict[str, Any]:
         assert member.desired is not None
         hashes, smb_passwords = secrets
         return appliance_vars(member.desired, previous=member.managed,
                               secrets=Secrets(password_hashes=hashes,
                                               samba_passwords=smb_passwords, agent_token=token),
-                              api_url=self.settings.api_url, revision=revision,
+                              api_url=self.settings.api_url, revision=revision, run=run_id,
                               agent_interval_seconds=self.settings.agent_interval_seconds)
 
     # ------------------------------------------------------------------ #
@@ -439,7 +452,9 @@ class Reconciler:
                 finished_at=last["finished_at"], error=last["error"] or "", run_id=last["id"])
         heartbeat = None
         if inputs.received_at is not None:
-            heartbeat = HeartbeatSummary(received_at=inputs.received_at, plan=plan)
+            heartbeat = HeartbeatSummary(received_at=inputs.received_at, plan=plan,
+                                         reported_run=inputs.reported_run,
+                                         stale=member.awaiting is not None)
         applied = applied_after(applied_revision=member.applied_revision,
                                 desired_revision=snapshot.commit, heartbeat=heartbeat,
                                 last_run=run_summary)

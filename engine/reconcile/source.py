@@ -89,6 +89,8 @@ class Observation:
 
     observed: ObservedState | None = None
     received_at: datetime | None = None
+    applied_run: int | None = None
+    """The run the box reports it was last converged by (``Heartbeat.applied_run``)."""
 
 
 def invalid_message(revision: str, error: ConfigError) -> str:
@@ -273,7 +275,7 @@ class DesiredSource:
         if latest is None:
             return Observation()
         return Observation(ObservedState.model_validate(latest["observed"]),
-                           latest["received_at"])
+                           latest["received_at"], latest["applied_run"])
 
     # ------------------------------------------------------------------ #
     # The plan

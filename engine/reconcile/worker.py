@@ -6,7 +6,9 @@ usually arrive together (a commit touching several appliances, a resync),
 claims those too up to ``batch_size``, and reconciles each tenant's group in
 one pass, so drifted appliances of one tenant converge in one Ansible run.
 Alongside, every worker runs the resync loop (one of them acts per
-interval) and watches REPOS_DIR for moves of main.
+interval), watches REPOS_DIR for moves of main, beats into Redis so readers
+know it is alive (``liveness``) and looks every few seconds for runs a dead
+worker left ``running`` (``reaper``).
 
 Outcomes go back to the queue: success clears backoff; a failed run is
 retried with backoff and counted per (appliance, revision, plan hash); an
@@ -31,7 +33,9 @@ from redis.asyncio import Redis
 from engine.db.migrate import apply_migrations
 from engine.db.pool import create_pool
 from engine.execution.ansible import AnsibleExecutor
+from engine.reconcile.liveness import beat_loop
 from engine.reconcile.queue import Claim, ReconcileQueue
+from engine.reconcile.reaper import REAP_INTERVAL, reap_loop
 from engine.reconcile.reconciler import Member, Outcome, Reconciler
 from engine.reconcile.triggers import resync_loop, watch_heads
 from engine.repos.reader import SnapshotReader
@@ -48,6 +52,10 @@ class WorkerOptions:
     resync_interval: float = 180.0
     roots_dir: Path | None = None
     watch: bool = True
+    liveness_interval: float = 2.0
+    """Seconds between the worker's beats (``engine.reconcile.liveness``)."""
+    reap_interval: float = REAP_INTERVAL
+    """Seconds between looks for runs of dead workers (``engine.reconcile.reaper``)."""
 
 
 def default_worker_id() -> str:
@@ -68,13 +76,18 @@ class Worker:
         redis = Redis.from_url(settings.redis_url)
         queue = ReconcileQueue(redis)
         reader = SnapshotReader()
+        executor = AnsibleExecutor(data_dir=settings.data_dir)
         reconciler = Reconciler(
             settings=settings, pool=pool, redis=redis, queue=queue, reader=reader,
-            executor=AnsibleExecutor(data_dir=settings.data_dir), worker_id=self.worker_id,
-            roots_dir=self.options.roots_dir)
+            executor=executor, worker_id=self.worker_id, roots_dir=self.options.roots_dir)
         tasks = [asyncio.create_task(resync_loop(pool, redis, queue,
                                                  interval=self.options.resync_interval,
-                                                 stop=stop))]
+                                                 stop=stop)),
+                 asyncio.create_task(beat_loop(redis, self.worker_id,
+                                               interval=self.options.liveness_interval,
+                                               stop=stop)),
+                 asyncio.create_task(reap_loop(pool, redis, queue, runs_dir=executor.runs_dir,
+                                               stop=stop, interval=self.options.reap_interval))]
         if self.options.watch:
             tasks.append(asyncio.create_task(
                 watch_heads(queue, reader, RepoStore(settings.repos_dir), stop=stop)))

@@ -7,11 +7,13 @@ as a module for the posting logic. The e2e tests run it inside real roots.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -55,7 +57,22 @@ def test_output_validates_as_heartbeat_and_sequence_persists(tmp_path: Path) -> 
     second = _print(config)
     assert second["sequence"] == 2
     assert (tmp_path / "state/sequence").read_text() == "2\n"
-    assert set(first) == set(Heartbeat.model_fields)
+    # applied_run only once a run recorded one (an API from before the field takes the rest)
+    assert set(first) == set(Heartbeat.model_fields) - {"applied_run"}
+
+
+def test_the_run_that_converged_the_box_is_reported_only_when_well_formed(
+        tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state/applied-run").write_text("42\n")
+    printed = _print(config)
+    assert printed["applied_run"] == 42
+    assert set(printed) == set(Heartbeat.model_fields)
+    assert Heartbeat.model_validate(printed).applied_run == 42
+    for bad in ("0\n", "-3\n", "forty-two\n", ""):
+        (tmp_path / "state/applied-run").write_text(bad)
+        assert "applied_run" not in _print(config), bad
 
 
 def test_applied_revision_is_reported_only_when_well_formed(tmp_path: Path) -> None:
@@ -108,6 +125,33 @@ def test_posts_with_token_and_retries_server_errors(tmp_path: Path, api: HTTPSer
     assert {auth for auth, _ in _Api.received} == {"Bearer secret-token-value"}
     assert "secret-token-value" not in proc.stdout + proc.stderr
     Heartbeat.model_validate(_Api.received[-1][1])
+
+
+def test_a_runs_own_report_tries_once(tmp_path: Path, api: HTTPServer) -> None:
+    """``--once --attempts 1``, the run's last task: one post, no backoff, exit 1."""
+    _Api.answers = [503]
+    config = _config(tmp_path, api_url=f"http://127.0.0.1:{api.server_address[1]}")
+    (tmp_path / "token").write_text("secret-token-value\n")
+    proc = subprocess.run([sys.executable, str(AGENT), "--once", "--attempts", "1", "--config",
+                           str(config)], capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 1
+    assert len(_Api.received) == 1
+
+
+def test_reports_of_one_box_wait_for_each_other(tmp_path: Path, api: HTTPServer) -> None:
+    """A run's own report started while the timer's is going posts after it, not before."""
+    config = _config(tmp_path, api_url=f"http://127.0.0.1:{api.server_address[1]}")
+    (tmp_path / "token").write_text("secret-token-value\n")
+    (tmp_path / "state").mkdir()
+    with open(tmp_path / "state/report.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the other report, still going
+        proc = subprocess.Popen([sys.executable, str(AGENT), "--once", "--attempts", "1",
+                                 "--config", str(config)], stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert proc.poll() is None and _Api.received == []
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert len(_Api.received) == 1
 
 
 def test_client_errors_are_not_retried(agent: ModuleType, api: HTTPServer) -> None:

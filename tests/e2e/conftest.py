@@ -65,14 +65,14 @@ class Fleet:
     handles: list[Any] = field(default_factory=list)
 
     # ---- processes -------------------------------------------------------
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str, *options: str) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"worker-{name}.log", "ab")
         self.handles.append(log)
         process = subprocess.Popen(
             [sys.executable, "-m", "engine.cli", "worker",
              "--heartbeat-interval", str(HEARTBEAT_INTERVAL),
              "--resync-interval", str(RESYNC_INTERVAL),
-             "--roots-dir", str(Path(self.env["HEARTH_DATA_DIR"]) / "appliances")],
+             "--roots-dir", str(Path(self.env["HEARTH_DATA_DIR"]) / "appliances"), *options],
             env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.workers.append(process)
         return process

@@ -52,13 +52,20 @@ the API URL must be ``https`` unless its host is loopback, and ``ca_file`` in
 the configuration names a private CA bundle to trust instead of the system's.
 The token is read from a file and never printed or logged.
 
-Modes: ``--print`` prints one report; ``--once`` posts one now; ``--when-due``
+Reports of one box are serialised by a lock in the state directory (the
+timer's and a run's own may start together), so they reach the API in the
+order they were collected. The run id and revision the last successful run wrote
+(``<state_dir>/applied-run``, ``applied-revision``) go in every report, so the
+API can tell a report collected before a run ended from one after it.
+
+Modes: ``--print`` prints one report; ``--once`` posts one now (``--attempts 1``:
+one try, no backoff; what a run's last task uses to confirm itself); ``--when-due``
 (what the systemd timer runs, every few seconds) posts only when the time
 recorded in ``<state_dir>/next-due`` has come and then records the next one,
 from the API's ``next_interval_seconds`` or ``Retry-After``; with no mode the
 agent loops on the same schedule.
 
-Usage: hearth-agent [--config /etc/hearth/agent.json] [--once | --when-due | --print]
+Usage: hearth-agent [--config /etc/hearth/agent.json] [--once [--attempts N] | --when-due | --print]
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ import argparse
 import datetime as dt
 import email.utils
 import errno
+import fcntl
 import ipaddress
 import json
 import os
@@ -697,6 +705,12 @@ def applied_revision(state_dir):
     return text if _REVISION.match(text) else None
 
 
+def applied_run(state_dir):
+    """The id of the run that wrote ``applied-revision`` (None when none recorded one)."""
+    text = (read_text(os.path.join(state_dir, "applied-run"), cap=64) or "").strip()
+    return int(text) if text.isdigit() and 0 < int(text) <= MAX_SEQUENCE else None
+
+
 def seconds_until_due(state_dir, now):
     """Seconds until the recorded next-due time; 0 when it has come, none is recorded or
     it is implausibly far away."""
@@ -744,7 +758,7 @@ def build_heartbeat(state_dir):
     facts = _probe("facts", probe_facts, unknown)
     if unknown:  # only then: an API that predates the field still takes a clean report
         observed["unknown"] = unknown
-    return {
+    heartbeat = {
         "sequence": next_sequence(state_dir),
         "sent_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "agent_version": AGENT_VERSION,
@@ -753,6 +767,10 @@ def build_heartbeat(state_dir):
         "services": services if services is not None else [],
         "facts": facts if facts is not None else {},
     }
+    run_id = applied_run(state_dir)
+    if run_id is not None:  # likewise only when known
+        heartbeat["applied_run"] = run_id
+    return heartbeat
 
 
 # --------------------------------------------------------------------------- #
@@ -921,8 +939,49 @@ def _body(heartbeat):
     return json.dumps(heartbeat, sort_keys=True).encode()
 
 
-def report_once(config, print_only):
+LOCK_WAIT = 120
+"""Longest wait for another report of this box to finish (one report with its retries)."""
+
+
+class report_lock:  # noqa: N801 - used as a context manager, named like one
+    """One report at a time per state directory, across processes (``flock``).
+
+    The timer's report and a run's own report (its last task) may start together;
+    without this the later-built one could be posted first, the other then refused
+    (409) and re-sent above it with what the box was before the run."""
+
+    def __init__(self, state_dir, wait=LOCK_WAIT):
+        self.state_dir, self.wait, self.fd = state_dir, wait, None
+
+    def __enter__(self):
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.fd = os.open(os.path.join(self.state_dir, "report.lock"),
+                          os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise PermanentError("another report of this box is still running") \
+                        from None
+                time.sleep(0.1)
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing the descriptor releases the lock
+
+
+def report_once(config, print_only, attempts=6):
     """Probe, then print or post one heartbeat; the API's answer (None when printing)."""
+    if print_only:
+        return _report_once(config, True, attempts)
+    with report_lock(config["state_dir"]):
+        return _report_once(config, False, attempts)
+
+
+def _report_once(config, print_only, attempts):
     heartbeat = build_heartbeat(config["state_dir"])
     if print_only:
         sys.stdout.write(_body(heartbeat).decode() + "\n")
@@ -934,7 +993,7 @@ def report_once(config, print_only):
         raise ConfigError(f"no token in {config['token_file']}")
     url = base + "/api/v1/heartbeat"
     try:
-        ack = post_with_retries(url, token, _body(heartbeat), opener=opener)
+        ack = post_with_retries(url, token, _body(heartbeat), attempts=attempts, opener=opener)
     except StaleSequence:
         # The state directory was lost or restored: learn the API's last sequence with
         # the token and go on above it. Old heartbeats stay refused (the API never lowers
@@ -945,7 +1004,7 @@ def report_once(config, print_only):
         heartbeat["sent_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
         log(f"sequence {refused} refused, the API's last is {last}: "
             f"re-enrolled, sending {heartbeat['sequence']}", level=4)
-        ack = post_with_retries(url, token, _body(heartbeat), opener=opener)
+        ack = post_with_retries(url, token, _body(heartbeat), attempts=attempts, opener=opener)
     log(f"heartbeat {heartbeat['sequence']} accepted")
     return ack
 
@@ -994,6 +1053,8 @@ def main(argv=None):
                         help="report once if the next due time has come (the timer's mode)")
     parser.add_argument("--print", dest="print_only", action="store_true",
                         help="print the heartbeat instead of posting it")
+    parser.add_argument("--attempts", type=int, default=6,
+                        help="posts to try with --once (1: the run's own report, no backoff)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -1007,7 +1068,7 @@ def main(argv=None):
             return report_and_schedule(config)
         if args.once:
             try:
-                report_once(config, False)
+                report_once(config, False, attempts=max(1, args.attempts))
             except (PermanentError, RetryLater) as exc:
                 log(str(exc), level=3)
                 return 1
