@@ -53,6 +53,9 @@ ROLES: tuple[Role, ...] = ("admin", "operator", "customer", "auditor", "applianc
 JWT_ALGORITHM = "HS256"
 JWT_AUDIENCE = "hearth-api"
 JWT_ISSUER = "hearth"
+INT64_LIMIT = 2**63
+"""Every id is a PostgreSQL bigint: an integer from a client at or beyond this (or below its
+negative) names nothing, and must be refused before it reaches a query."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +175,12 @@ def decode_person_token(*, secret: str, token: str) -> int:
             token, secret, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
             options={"require": ["exp", "iat", "sub", "aud", "iss"]}, leeway=5,
         )
-        return int(claims["sub"])
+        person_id = int(claims["sub"])
     except (jwt.PyJWTError, ValueError, TypeError):
         raise AuthenticationError("invalid or expired token") from None
+    if not 0 < person_id < INT64_LIMIT:  # no person has it, and PostgreSQL could not take it
+        raise AuthenticationError("invalid or expired token")
+    return person_id
 
 
 def _bearer(value: str | None) -> str | None:
@@ -245,6 +251,9 @@ async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> No
         raise PermissionDeniedError("route has no permission rule")
     if rule.scope == "public":
         return
+    if any(isinstance(value, int) and not -INT64_LIMIT <= value < INT64_LIMIT
+           for value in connection.path_params.values()):
+        raise NotFoundError("not found")  # an id no row can have
     principal = _principal(connection)
     ctx: ApiContext = connection.app.state.ctx
     path = connection.url.path

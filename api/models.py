@@ -39,9 +39,10 @@ def _reject_nul(value: object, where: str) -> None:
 
 class Request(BaseModel):
     """A request body: unknown fields are refused, and so is a NUL character anywhere
-    (no Hearth value can hold one, and PostgreSQL text cannot store it)."""
+    (no Hearth value can hold one, and PostgreSQL text cannot store it); strict, so
+    ``"123"`` is not a number and ``"yes"`` not true."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -32,7 +32,7 @@ _FINISHED = {"succeeded", "failed", "interrupted"}
 
 
 class SyncRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     dry_run: bool = False
     """Run Ansible in check mode with diff: nothing on the appliance changes."""
