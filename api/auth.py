@@ -11,7 +11,12 @@ Two kinds of credential, told apart by shape:
   HMAC is looked up (in batches, see ``engine.db.appliances.TokenResolver``)
   on every request, so revocation is immediate. A route that marks itself
   ``opt[DEFERRED_APPLIANCE_TOKEN]`` (the heartbeat) gets ``DEFERRED_APPLIANCE``
-  and looks the token up in its own write statement, answering 401 itself. An appliance token is never
+  once the token is known live (looked up here, or seen live by this process in
+  the last minute: ``ApiContext.live_tokens``), so its body is never parsed for
+  a made-up token; the route looks the token up again in its own write
+  statement and answers 401 itself if it was revoked since. Unknown tokens are
+  counted per client address and answered 429 beyond a per-minute limit, so
+  inventing tokens buys no fresh allowance. An appliance token is never
   accepted where a person is expected, and a JWT never where an appliance is.
 
 Authorization is the table ``PERMISSIONS``: every route names its entry in
@@ -202,14 +207,16 @@ class HearthAuthenticationMiddleware(AbstractAuthenticationMiddleware):
         ctx: ApiContext = connection.app.state.ctx
         if token.startswith(appliances.TOKEN_PREFIX):
             handler = connection.scope.get("route_handler")
-            if handler is not None and handler.opt.get(DEFERRED_APPLIANCE_TOKEN) and \
-                    appliances.looks_like_token(token):
-                # The route resolves the token inside its own write (one round trip);
-                # it answers 401 itself when the token is unknown or revoked.
+            deferred = handler is not None and handler.opt.get(DEFERRED_APPLIANCE_TOKEN)
+            token_hash = appliances.hash_token(ctx.settings.secret_key, token)
+            if deferred and token_hash in ctx.live_tokens:
+                # Seen live lately: the route resolves it again inside its own write (one
+                # round trip) and answers 401 itself if it was revoked since.
                 return AuthenticationResult(user=DEFERRED_APPLIANCE, auth="appliance")
-            found = await ctx.tokens.resolve(token)
-            if found is None:
-                raise AuthenticationError("unknown or revoked appliance token")
+            found = await _lookup_appliance_token(ctx, connection, token)
+            if deferred:
+                ctx.live_tokens.add(token_hash)
+                return AuthenticationResult(user=DEFERRED_APPLIANCE, auth="appliance")
             principal = Principal(kind="appliance", id=str(found["appliance_id"]),
                                   appliance=found)
             return AuthenticationResult(user=principal, auth="appliance")
@@ -222,6 +229,27 @@ class HearthAuthenticationMiddleware(AbstractAuthenticationMiddleware):
             kind="person", id=str(row["id"]), username=row["username"], is_admin=row["is_admin"],
             memberships={name: (tid, role) for name, (tid, role) in row["roles"].items()})
         return AuthenticationResult(user=principal, auth="person")
+
+
+async def _lookup_appliance_token(ctx: ApiContext, connection: ASGIConnection,
+                                  token: str) -> dict[str, Any]:
+    """The live token's appliance, before any body is read; 401 for an unknown or revoked
+    token, counted per client address, and 429 once an address has presented more than
+    ``Limits.unknown_tokens_per_minute_per_address`` in the current minute. A live token
+    is never refused for its neighbours' mistakes (an office shares one address)."""
+    found = await ctx.tokens.resolve(token)
+    if found is not None:
+        return found
+    address = connection.client.host if connection.client else "unknown"
+    now = int(time.time())
+    async with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(f"hearth:unknown-tokens:{address}:{now // 60}")
+        pipe.expire(f"hearth:unknown-tokens:{address}:{now // 60}", 61)
+        count, _ = await pipe.execute()
+    if count > ctx.limits.unknown_tokens_per_minute_per_address:
+        raise RateLimitedError("too many unknown appliance tokens from this address",
+                               retry_after=60 - now % 60)
+    raise AuthenticationError("unknown or revoked appliance token")
 
 
 # --- authorization ----------------------------------------------------------------

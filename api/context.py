@@ -7,7 +7,8 @@ trigger), never through an open-ended dict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import asyncpg
 from redis.asyncio import Redis
@@ -25,12 +26,44 @@ HEAD_MAX_AGE = 1.0
 old; the config and diff routes always read the ref."""
 
 
+class RecentTokens:
+    """Appliance tokens (by HMAC) this process saw live in the last ``ttl`` seconds.
+
+    The heartbeat route's token must be known before its body is parsed, but
+    looking it up on every heartbeat would double its database round trips
+    (the write already resolves the token, in the same statement). So a token
+    is looked up on its own once per ``ttl`` per process and remembered here;
+    while remembered, its heartbeats go straight to the write, which still
+    refuses it at once if it was revoked in between. A caller with a made-up
+    token therefore never gets its body parsed. Bounded: beyond ``max_size``
+    tokens the oldest are forgotten (and simply looked up again).
+    """
+
+    def __init__(self, *, ttl: float = 60.0, max_size: int = 100_000) -> None:
+        self._ttl = ttl
+        self._max_size = max_size
+        self._seen: dict[bytes, float] = {}
+
+    def __contains__(self, token_hash: bytes) -> bool:
+        expires = self._seen.get(token_hash)
+        return expires is not None and expires > time.monotonic()
+
+    def add(self, token_hash: bytes) -> None:
+        self._seen.pop(token_hash, None)
+        self._seen[token_hash] = time.monotonic() + self._ttl
+        while len(self._seen) > self._max_size:  # dicts keep insertion order: oldest first
+            del self._seen[next(iter(self._seen))]
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Tunable bounds of the API (defaults are production values)."""
 
     heartbeat_per_minute: int = 600
     """Heartbeats one appliance may send per minute."""
+    unknown_tokens_per_minute_per_address: int = 20
+    """Unknown or revoked appliance tokens one client address may present per minute
+    before it gets 429 without a lookup."""
     login_per_minute_per_address: int = 30
     """Login attempts from one source address per minute."""
     login_failures_per_user: int = 5
@@ -60,6 +93,8 @@ class ApiContext:
     """Queues a reconcile when a heartbeat differs from desired state; None disables it."""
     pulls: PullRequests | None = None
     """Pull requests: checks, reviews, merges (``engine.pulls``); None where not served."""
+    live_tokens: RecentTokens = field(default_factory=RecentTokens)
+    """Appliance tokens seen live lately: the heartbeat route skips its separate lookup."""
 
     async def revision(self, tenant: str) -> str | None:
         """The revision ``tenant``'s appliances should run (a head at most
