@@ -66,15 +66,29 @@ class Limits:
     before it gets 429 without a lookup."""
     login_per_minute_per_address: int = 30
     """Login attempts from one source address per minute."""
-    login_failures_per_user: int = 5
-    """Failed logins of one username before it is locked for ``login_lockout_seconds``."""
-    login_lockout_seconds: int = 900
+    login_free_failures: int = 3
+    """Wrong passwords one (username, client address) may send before delays begin
+    (``api.throttle``)."""
+    login_max_delay_seconds: int = 300
+    """The longest a failing (username, address) waits between attempts."""
+    login_failures_per_user_ceiling: int = 100
+    """Failures of one username across all addresses in 15 minutes beyond which only
+    clients that have not been failing are heard."""
     max_clock_skew_seconds: int = 300
     """How far an appliance's sent_at may be from the server's clock."""
     heartbeat_body_bytes: int = 64 * 1024
     body_bytes: int = 256 * 1024
     """Default request body limit of every other route."""
     jwt_lifetime_seconds: int = 900
+    """Access tokens are short: the CLI and console renew them with the refresh token."""
+    refresh_lifetime_seconds: int = 14 * 24 * 3600
+    """How long a login (its refresh token) lasts without a new password."""
+    stream_recheck_seconds: float = 5.0
+    """How often an open event stream re-checks that its caller may still read it."""
+    stream_keepalive_seconds: float = 15.0
+    """Idle time after which a stream sends a keepalive comment."""
+    stream_max_seconds: float = 3600.0
+    """A stream's lifetime cap; clients reconnect with ``after=`` the last event id."""
     history_per_appliance: int = 32
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     # imported when the command runs: keeps `hearth --help` fast
-    from engine.reconcile.commands import _client_options
+    from engine.client.commands import _client_options
 
     hist = subparsers.add_parser("history", help="commits of a tenant's main with trailers")
     hist.add_argument("tenant")

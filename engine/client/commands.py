@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     login.add_argument("--password-stdin", action="store_true")
     _client_options(login)
     login.set_defaults(handler=_login)
+    logout = subparsers.add_parser("logout", help="end the saved session")
+    _client_options(logout)
+    logout.set_defaults(handler=_logout)
 
     app = subparsers.add_parser("app", help="appliances: list, get, diff, sync")
     app_sub = app.add_subparsers(dest="app_command", required=True)
@@ -53,9 +56,9 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from engine.client.api import ApiClient, saved_token  # httpx: only when a command runs
+    from engine.client.api import client_for  # httpx: only when a command runs
 
-    return ApiClient(args.api, saved_token(args.token))
+    return client_for(args.api, args.token)
 
 
 def _login(args: argparse.Namespace) -> int:
@@ -65,6 +68,14 @@ def _login(args: argparse.Namespace) -> int:
 
     saved = login(args.api, args.username, password)
     print(f"logged in as {args.username}; token saved to {saved}")
+    return 0
+
+
+def _logout(args: argparse.Namespace) -> int:
+    from engine.client.api import logout  # httpx: only when a command runs
+
+    logout(args.api)
+    print("logged out")
     return 0
 
 

@@ -16,7 +16,7 @@ from engine.errors import InvalidInputError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     # imported when the command runs: keeps `hearth --help` fast
-    from engine.reconcile.commands import _client_options
+    from engine.client.commands import _client_options
 
     token = subparsers.add_parser("token", help="personal access tokens (git over HTTP)")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -74,7 +74,7 @@ def _expires(text: str) -> int | None:
 def session(args: argparse.Namespace) -> Iterator[Any]:
     """The API client of ``hearth app`` (same login), closed when the command ends."""
     # imported when the command runs: keeps `hearth --help` fast
-    from engine.reconcile.commands import _client as client
+    from engine.client.commands import _client as client
 
     found = client(args)
     try:
