@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "example-config-repo"
 
@@ -33,7 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--from", dest="source", type=Path, default=EXAMPLE_REPO,
                         help="directory for the first commit (default: the example repo)")
     create.add_argument("--display-name", help="defaults to tenant.yaml's display_name")
+    create.add_argument("--vault-password-stdin", action="store_true",
+                        help="read the password the repo's vault values are encrypted with "
+                             "(default: generate the tenant's own and print it once)")
     create.set_defaults(handler=_tenant_create)
+    rotate = tenant_sub.add_parser(
+        "rotate-vault", help="give a tenant a new vault password; the old one is accepted "
+                             "for a transition period while its repo is re-encrypted")
+    rotate.add_argument("name")
+    rotate.add_argument("--transition-days", type=float, default=7.0)
+    rotate.set_defaults(handler=_tenant_rotate_vault)
+    show = tenant_sub.add_parser("vault-password", help="print a tenant's current vault "
+                                                        "password (to encrypt values with)")
+    show.add_argument("name")
+    show.set_defaults(handler=_tenant_vault_password)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -116,8 +130,54 @@ def _tenant_create(args: argparse.Namespace) -> int:
     from engine.tenants import create_tenant
 
     settings = load_settings()
+    password = sys.stdin.readline().rstrip("\n") if args.vault_password_stdin else None
     result = asyncio.run(create_tenant(
         settings, name=args.name, source=args.source, display_name=args.display_name,
-        requested_by="hearth-cli"))
+        requested_by="hearth-cli", vault_password=password))
     print(f"tenant {result.name} created: repo {result.repo_path}, main at {result.commit}")
+    if password is None:
+        print(f"vault password (encrypt the tenant's values with it; shown once, "
+              f"'hearth tenant vault-password {result.name}' prints it again):\n"
+              f"{result.vault_password}")
+    return 0
+
+
+async def _with_conn(call: Any) -> Any:
+    # imported when the command runs: keeps `hearth --help` fast
+    from engine.db.pool import create_pool
+    from engine.settings import load_settings
+
+    settings = load_settings()
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            return await call(conn, settings)
+    finally:
+        await pool.close()
+
+
+def _tenant_rotate_vault(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
+    import asyncio
+    from datetime import timedelta
+
+    from engine import tenant_vault
+
+    password = asyncio.run(_with_conn(lambda conn, settings: tenant_vault.rotate(
+        conn, settings, tenant=args.name, transition=timedelta(days=args.transition_days))))
+    print(f"tenant {args.name}: new vault password (the previous one is accepted for "
+          f"{args.transition_days:g} more days; re-encrypt the repo's values with this):\n"
+          f"{password}")
+    return 0
+
+
+def _tenant_vault_password(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
+    import asyncio
+
+    from engine import tenant_vault
+
+    passwords = asyncio.run(_with_conn(lambda conn, settings: tenant_vault.passwords_for(
+        conn, settings, tenant=args.name)))
+    print(passwords[0])
     return 0
