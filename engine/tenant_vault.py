@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from engine.db import tenants
 from engine.db import vault as vault_db
+from engine.db.pool import create_pool
 from engine.errors import InvalidInputError, NotFoundError
 from engine.execution.extravars import decrypt_vault_value
 from engine.settings import Settings
@@ -107,3 +108,25 @@ def decrypt_with(value: str, passwords: Sequence[str]) -> str:
         except InvalidInputError:
             continue
     return decrypt_vault_value(value, passwords[-1])
+
+
+async def rotate_tenant(settings: Settings, *, tenant: str,
+                        transition: timedelta = DEFAULT_TRANSITION) -> str:
+    """``rotate`` on a pool of its own (``hearth tenant rotate-vault``)."""
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            return await rotate(conn, settings, tenant=tenant, transition=transition)
+    finally:
+        await pool.close()
+
+
+async def current_password(settings: Settings, *, tenant: str) -> str:
+    """The password to encrypt ``tenant``'s new values with (``hearth tenant vault-password``)."""
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await _tenant_id(conn, tenant)  # NotFoundError for a tenant that does not exist
+            return (await passwords_for(conn, settings, tenant=tenant))[0]
+    finally:
+        await pool.close()

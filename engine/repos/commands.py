@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "example-config-repo"
 
@@ -136,24 +135,10 @@ def _tenant_create(args: argparse.Namespace) -> int:
         requested_by="hearth-cli", vault_password=password))
     print(f"tenant {result.name} created: repo {result.repo_path}, main at {result.commit}")
     if password is None:
-        print(f"vault password (encrypt the tenant's values with it; shown once, "
+        print(f"vault password (encrypt the tenant's values with it; "
               f"'hearth tenant vault-password {result.name}' prints it again):\n"
               f"{result.vault_password}")
     return 0
-
-
-async def _with_conn(call: Any) -> Any:
-    # imported when the command runs: keeps `hearth --help` fast
-    from engine.db.pool import create_pool
-    from engine.settings import load_settings
-
-    settings = load_settings()
-    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as conn:
-            return await call(conn, settings)
-    finally:
-        await pool.close()
 
 
 def _tenant_rotate_vault(args: argparse.Namespace) -> int:
@@ -162,9 +147,10 @@ def _tenant_rotate_vault(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from engine import tenant_vault
+    from engine.settings import load_settings
 
-    password = asyncio.run(_with_conn(lambda conn, settings: tenant_vault.rotate(
-        conn, settings, tenant=args.name, transition=timedelta(days=args.transition_days))))
+    password = asyncio.run(tenant_vault.rotate_tenant(
+        load_settings(), tenant=args.name, transition=timedelta(days=args.transition_days)))
     print(f"tenant {args.name}: new vault password (the previous one is accepted for "
           f"{args.transition_days:g} more days; re-encrypt the repo's values with this):\n"
           f"{password}")
@@ -176,8 +162,7 @@ def _tenant_vault_password(args: argparse.Namespace) -> int:
     import asyncio
 
     from engine import tenant_vault
+    from engine.settings import load_settings
 
-    passwords = asyncio.run(_with_conn(lambda conn, settings: tenant_vault.passwords_for(
-        conn, settings, tenant=args.name)))
-    print(passwords[0])
+    print(asyncio.run(tenant_vault.current_password(load_settings(), tenant=args.name)))
     return 0
