@@ -21,7 +21,7 @@ import httpx
 import pytest
 import schemathesis
 import uvicorn
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from api.app import create_app
@@ -158,7 +158,11 @@ def _probe(http: httpx.Client, world: World, who: str, method: str, path: str,
            names: list[str]) -> None:
     """Hypothesis over one operation; raises on the first answer of 500 or above."""
 
+    # every operation gets the deepest documents and the widest id, then random ones
     @given(body=_hostile_body(names), number=_HOSTILE_INT)
+    @example(body=_deep(10_000, "array"), number="9223372036854775808")
+    @example(body=_deep(10_000, "object"), number="-9223372036854775809")
+    @example(body=_deep(100_000, "mixed"), number="1" * 40)
     @settings(max_examples=12, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     def run(body: bytes, number: str) -> None:
