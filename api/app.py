@@ -20,6 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
+from litestar.plugins.pydantic import PydanticPlugin
 from litestar.stores.redis import RedisStore
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -27,6 +28,7 @@ from api import ui
 from api.auth import HearthAuthenticationMiddleware, authorize
 from api.context import ApiContext, Limits
 from api.deps import DEPENDENCIES
+from api.edge import ClientAddressMiddleware, HearthRequest, SecurityHeadersMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.observability import RequestIdMiddleware, configure_logging
 from api.ratelimit import STORE_NAME, by_address, by_bearer, limit
@@ -122,8 +124,12 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
     ]
     prometheus = PrometheusConfig(app_name="hearth", prefix="hearth_http", group_path=True,
                                   exclude=["^/metrics"])
-    return Litestar(
+    app = Litestar(
         route_handlers=routers,
+        request_class=HearthRequest,
+        # strict=None: each model's own config decides (request models are strict, so "123"
+        # is no sequence number); Litestar's default passes strict=False, overriding them.
+        plugins=[PydanticPlugin(validate_strict=None)],  # type: ignore[arg-type]
         lifespan=[lifespan],
         middleware=[
             RequestIdMiddleware,
@@ -149,6 +155,12 @@ def create_app(settings: Settings | None = None, *, limits: Limits | None = None
         logging_config=None,
         debug=False,
     )
+    # Outside Litestar's router and exception handling, so that every answer (a 404 for
+    # no route, a problem from a middleware) gets the headers and the client address is
+    # settled before anything reads it (api/edge.py).
+    app.asgi_handler = ClientAddressMiddleware(SecurityHeadersMiddleware(app.asgi_handler),
+                                               settings.trusted_proxy_networks)
+    return app
 
 
 def serve_app() -> Litestar:

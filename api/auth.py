@@ -5,13 +5,23 @@ Two kinds of credential, told apart by shape:
 - people send ``Authorization: Bearer <JWT>``: HS256 only (the algorithm is
   fixed, never read from the token), audience ``hearth-api``, issuer
   ``hearth``, ``exp``/``iat``/``sub`` required, 15 minutes by default. The
-  person and their memberships are read on every request, so disabling a
-  user or removing a membership takes effect at once.
+  person and their memberships are read on every request, in the same query
+  as the token's standing: its ``ver`` must equal the person's token version
+  (a new password or a disable bumps it), and neither its ``jti`` nor its
+  session (``sid``) may have been logged out. So disabling a user, removing
+  a membership, changing a password or logging out takes effect at once. A
+  login opens a session whose refresh token buys new access tokens
+  (``login``, ``refresh``, ``logout`` below; ``engine.db.sessions``).
 - appliances send ``Authorization: Bearer hth_app_…``: an opaque token whose
   HMAC is looked up (in batches, see ``engine.db.appliances.TokenResolver``)
   on every request, so revocation is immediate. A route that marks itself
   ``opt[DEFERRED_APPLIANCE_TOKEN]`` (the heartbeat) gets ``DEFERRED_APPLIANCE``
-  and looks the token up in its own write statement, answering 401 itself. An appliance token is never
+  once the token is known live (looked up here, or seen live by this process in
+  the last minute: ``ApiContext.live_tokens``), so its body is never parsed for
+  a made-up token; the route looks the token up again in its own write
+  statement and answers 401 itself if it was revoked since. Unknown tokens are
+  counted per client address and answered 429 beyond a per-minute limit, so
+  inventing tokens buys no fresh allowance. An appliance token is never
   accepted where a person is expected, and a JWT never where an appliance is.
 
 Authorization is the table ``PERMISSIONS``: every route names its entry in
@@ -23,7 +33,9 @@ scope: ``public`` (no credentials), ``global`` (the caller's roles anywhere),
 request). For scoped rules the caller's role *in that tenant* is
 what counts, and a caller with no role there gets 404, exactly as if the
 tenant or appliance did not exist (nothing is read or stored on its behalf;
-the denial is audited without naming the tenant).
+the denial is audited without naming the tenant, and it is audited the same way
+when the tenant does not exist, so the work done, and so the time taken, does
+not tell the two apart).
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import jwt
@@ -38,8 +51,9 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from api import throttle
 from api.context import ApiContext
-from engine.db import appliances, audit, people, support, tenants
+from engine.db import appliances, audit, people, sessions, support, tenants
 from engine.errors import (
     AuthenticationError,
     NotFoundError,
@@ -58,6 +72,9 @@ UI_AUDIENCE = "hearth-ui"
 """The console's session cookie is a JWT of the same person with this audience, so a
 session cookie is never accepted as a bearer token by the API, nor a bearer token as a
 session (``api.ui.session``)."""
+INT64_LIMIT = 2**63
+"""Every id is a PostgreSQL bigint: an integer from a client at or beyond this (or below its
+negative) names nothing, and must be refused before it reaches a query."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +94,8 @@ PERMISSIONS: dict[str, Rule] = {
     "ready": _rule("public", *ROLES),
     "metrics": _rule("public", *ROLES),
     "auth.token": _rule("global", *ROLES),
+    "auth.refresh": _rule("global", *ROLES),
+    "auth.logout": _rule("global", *_PEOPLE),
     "people.list": _rule("global", "admin"),
     "people.create": _rule("global", "admin"),
     "people.get": _rule("global", "admin"),
@@ -125,6 +144,17 @@ PERMISSIONS: dict[str, Rule] = {
 
 
 @dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a valid person token says: who, at which token version, in which session."""
+
+    person_id: int
+    version: int
+    jti: str | None
+    session_id: uuid.UUID | None
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     kind: Literal["person", "appliance", "anonymous"]
     id: str | None = None
@@ -134,6 +164,8 @@ class Principal:
     """Tenant name -> (tenant id, role), for people."""
     appliance: dict[str, Any] | None = None
     """appliance_id, tenant_id, tenant, name, for appliances."""
+    claims: AccessClaims | None = None
+    """The access token's claims, for people."""
 
     def global_roles(self) -> set[Role]:
         if self.kind == "anonymous":
@@ -170,42 +202,37 @@ DEFERRED_APPLIANCE_TOKEN = "resolves_appliance_token"  # noqa: S105 (an opt key)
 # --- credentials ------------------------------------------------------------------
 
 
-def issue_person_token(*, secret: str, person_id: int, lifetime: int,
+def issue_person_token(*, secret: str, person_id: int, lifetime: int, version: int = 0,
+                       session_id: uuid.UUID | None = None,
                        audience: str = JWT_AUDIENCE) -> str:
     now = int(time.time())
-    claims = {"sub": str(person_id), "aud": audience, "iss": JWT_ISSUER, "iat": now,
-              "nbf": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}
+    claims: dict[str, Any] = {
+        "sub": str(person_id), "aud": audience, "iss": JWT_ISSUER, "iat": now, "nbf": now,
+        "exp": now + lifetime, "jti": uuid.uuid4().hex, "ver": version}
+    if session_id is not None:
+        claims["sid"] = str(session_id)
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
-def decode_person_claims(*, secret: str, token: str, audience: str = JWT_AUDIENCE
-                         ) -> dict[str, Any]:
-    """The claims of a valid token; ``AuthenticationError`` for anything else."""
+def decode_person_token(*, secret: str, token: str,
+                        audience: str = JWT_AUDIENCE) -> AccessClaims:
+    """The claims of a valid token for ``audience`` (the API's, or the console's
+    ``UI_AUDIENCE``); ``AuthenticationError`` for anything else."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=[JWT_ALGORITHM], audience=audience, issuer=JWT_ISSUER,
             options={"require": ["exp", "iat", "sub", "aud", "iss"]}, leeway=5,
         )
-        int(claims["sub"])
-        return claims
-    except (jwt.PyJWTError, ValueError, TypeError):
+        found = AccessClaims(
+            person_id=int(claims["sub"]), version=int(claims.get("ver", 0)),
+            jti=str(claims["jti"])[:64] if claims.get("jti") else None,
+            session_id=uuid.UUID(claims["sid"]) if claims.get("sid") else None,
+            expires_at=int(claims["exp"]))
+    except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
         raise AuthenticationError("invalid or expired token") from None
-
-
-def decode_person_token(*, secret: str, token: str) -> int:
-    """The person id in a valid API token; ``AuthenticationError`` for anything else."""
-    return int(decode_person_claims(secret=secret, token=token)["sub"])
-
-
-async def person_principal(ctx: ApiContext, person_id: int) -> Principal | None:
-    """The person as a principal, memberships read now; None when unknown or disabled."""
-    async with ctx.pool.acquire() as conn:
-        row = await people.principal_row(conn, person_id)
-    if row is None or row["disabled"]:
-        return None
-    return Principal(
-        kind="person", id=str(row["id"]), username=row["username"], is_admin=row["is_admin"],
-        memberships={name: (tid, role) for name, (tid, role) in row["roles"].items()})
+    if not 0 < found.person_id < INT64_LIMIT:  # no person has it; PostgreSQL could not take it
+        raise AuthenticationError("invalid or expired token")
+    return found
 
 
 def _bearer(value: str | None) -> str | None:
@@ -227,22 +254,61 @@ class HearthAuthenticationMiddleware(AbstractAuthenticationMiddleware):
         ctx: ApiContext = connection.app.state.ctx
         if token.startswith(appliances.TOKEN_PREFIX):
             handler = connection.scope.get("route_handler")
-            if handler is not None and handler.opt.get(DEFERRED_APPLIANCE_TOKEN) and \
-                    appliances.looks_like_token(token):
-                # The route resolves the token inside its own write (one round trip);
-                # it answers 401 itself when the token is unknown or revoked.
+            deferred = handler is not None and handler.opt.get(DEFERRED_APPLIANCE_TOKEN)
+            token_hash = appliances.hash_token(ctx.settings.secret_key, token)
+            if deferred and token_hash in ctx.live_tokens:
+                # Seen live lately: the route resolves it again inside its own write (one
+                # round trip) and answers 401 itself if it was revoked since.
                 return AuthenticationResult(user=DEFERRED_APPLIANCE, auth="appliance")
-            found = await ctx.tokens.resolve(token)
-            if found is None:
-                raise AuthenticationError("unknown or revoked appliance token")
+            found = await _lookup_appliance_token(ctx, connection, token)
+            if deferred:
+                ctx.live_tokens.add(token_hash)
+                return AuthenticationResult(user=DEFERRED_APPLIANCE, auth="appliance")
             principal = Principal(kind="appliance", id=str(found["appliance_id"]),
                                   appliance=found)
             return AuthenticationResult(user=principal, auth="appliance")
-        person_id = decode_person_token(secret=ctx.settings.jwt_secret, token=token)
-        principal = await person_principal(ctx, person_id)
+        claims = decode_person_token(secret=ctx.settings.jwt_secret, token=token)
+        principal = await person_principal(ctx, claims)
         if principal is None:
             raise AuthenticationError("invalid or expired token")
         return AuthenticationResult(user=principal, auth="person")
+
+
+async def person_principal(ctx: ApiContext, claims: AccessClaims) -> Principal | None:
+    """The person the claims name, as of now; None when the token no longer holds (the
+    person is gone or disabled, the password changed since, the token or its session was
+    logged out). One round trip; also what a long-lived stream re-checks."""
+    async with ctx.pool.acquire() as conn:
+        row = await people.principal_row(conn, claims.person_id, jti=claims.jti,
+                                         session_id=claims.session_id)
+    if row is None or row["disabled"] or row["revoked"] \
+            or row["token_version"] != claims.version:
+        return None
+    return Principal(
+        kind="person", id=str(row["id"]), username=row["username"], is_admin=row["is_admin"],
+        memberships={name: (tid, role) for name, (tid, role) in row["roles"].items()},
+        claims=claims)
+
+
+async def _lookup_appliance_token(ctx: ApiContext, connection: ASGIConnection,
+                                  token: str) -> dict[str, Any]:
+    """The live token's appliance, before any body is read; 401 for an unknown or revoked
+    token, counted per client address, and 429 once an address has presented more than
+    ``Limits.unknown_tokens_per_minute_per_address`` in the current minute. A live token
+    is never refused for its neighbours' mistakes (an office shares one address)."""
+    found = await ctx.tokens.resolve(token)
+    if found is not None:
+        return found
+    address = connection.client.host if connection.client else "unknown"
+    now = int(time.time())
+    async with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(f"hearth:unknown-tokens:{address}:{now // 60}")
+        pipe.expire(f"hearth:unknown-tokens:{address}:{now // 60}", 61)
+        count, _ = await pipe.execute()
+    if count > ctx.limits.unknown_tokens_per_minute_per_address:
+        raise RateLimitedError("too many unknown appliance tokens from this address",
+                               retry_after=60 - now % 60)
+    raise AuthenticationError("unknown or revoked appliance token")
 
 
 # --- authorization ----------------------------------------------------------------
@@ -255,8 +321,10 @@ def _principal(connection: ASGIConnection) -> Principal:
 async def _deny(ctx: ApiContext, principal: Principal, permission: str, *, path: str,
                 tenant_id: int | None, reason: str) -> None:
     kind, actor = principal.audit_actor
+    # the path is the caller's text: bounded, and without the NUL PostgreSQL cannot store
+    target = path.replace("\x00", "\\0")[:300]
     await audit.record(ctx.pool, actor_kind=kind, actor_id=actor, tenant_id=tenant_id,
-                       action=f"permission.denied:{permission}", outcome="denied", target=path,
+                       action=f"permission.denied:{permission}", outcome="denied", target=target,
                        details={"reason": reason})
 
 
@@ -272,6 +340,9 @@ async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> No
         raise PermissionDeniedError("route has no permission rule")
     if rule.scope == "public":
         return
+    if any(isinstance(value, int) and not -INT64_LIMIT <= value < INT64_LIMIT
+           for value in connection.path_params.values()):
+        raise NotFoundError("not found")  # an id no row can have
     principal = _principal(connection)
     ctx: ApiContext = connection.app.state.ctx
     path = connection.url.path
@@ -309,9 +380,11 @@ async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> No
             and str(target["id"]) != principal.id):
         role = None  # an appliance sees only itself
     if role is None:
-        if tenant is not None:
-            await _deny(ctx, principal, permission, path=path, tenant_id=None,
-                        reason="not-member")
+        # Audited whether or not the tenant exists, with the same row: the work (one
+        # lookup, one audit write) and the answer are the same, so neither the timing nor
+        # the body tells a tenant one may not see from one that does not exist.
+        await _deny(ctx, principal, permission, path=path, tenant_id=None,
+                    reason="not-found-or-not-member")
         raise NotFoundError("not found")
     if role not in rule.roles:
         await _deny(ctx, principal, permission, path=path, tenant_id=tenant["id"], reason="role")
@@ -319,6 +392,18 @@ async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> No
     connection.state.tenant = tenant
     connection.state.appliance = target
     connection.state.role = role
+
+
+async def still_permitted(ctx: ApiContext, principal: Principal, permission: str, *,
+                          tenant_id: int) -> bool:
+    """Whether ``principal`` may still do ``permission`` in the tenant, as of now: what a
+    long-lived stream re-checks (the person disabled, the membership removed or changed,
+    the password changed, the session logged out: all end it)."""
+    if principal.kind != "person" or principal.claims is None:
+        return principal.kind == "appliance"  # appliance tokens are looked up per request
+    current = await person_principal(ctx, principal.claims)
+    return current is not None and current.role_in_tenant(tenant_id) in \
+        PERMISSIONS[permission].roles
 
 
 async def _run_tenant_or_none(conn: Any, run_id: int) -> dict[str, Any] | None:
@@ -340,35 +425,97 @@ async def _appliance_or_none(conn: Any, appliance_id: Any) -> dict[str, Any] | N
 # --- login ------------------------------------------------------------------------
 
 
-async def login(ctx: ApiContext, *, username: str, password: str, source: str,
-                audience: str = JWT_AUDIENCE, lifetime: int | None = None) -> tuple[str, int]:
-    """Check a password and issue a JWT (for the API, or with ``UI_AUDIENCE`` a console
-    session); failures are counted per username in Redis."""
-    key = f"hearth:login-failures:{username.lower()}"
-    failures = int(await ctx.redis.get(key) or 0)
-    if failures >= ctx.limits.login_failures_per_user:
-        retry = await ctx.redis.ttl(key)
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+def _issue(ctx: ApiContext, *, person_id: int, version: int, session_id: uuid.UUID,
+           refresh_token: str) -> IssuedTokens:
+    lifetime = ctx.limits.jwt_lifetime_seconds
+    access = issue_person_token(secret=ctx.settings.jwt_secret, person_id=person_id,
+                                lifetime=lifetime, version=version, session_id=session_id)
+    return IssuedTokens(access_token=access, expires_in=lifetime, refresh_token=refresh_token,
+                        refresh_expires_in=ctx.limits.refresh_lifetime_seconds)
+
+
+async def _check_password(ctx: ApiContext, *, username: str, password: str,
+                          source: str) -> dict[str, Any]:
+    """The person's credentials row when ``password`` is theirs; throttled per (username,
+    client address) by ``api.throttle``, never locked."""
+    verdict = await throttle.check(ctx.redis, ctx.limits, username=username, address=source)
+    if not verdict.allowed:
         await audit.record(ctx.pool, actor_kind="anonymous", actor_id=username[:64],
                            action="auth.login", outcome="denied",
-                           details={"reason": "locked", "source": source})
-        raise RateLimitedError("too many failed logins for this user",
-                               retry_after=max(int(retry), 1))
+                           details={"reason": verdict.reason, "source": source})
+        raise RateLimitedError("too many failed logins from this address for this user",
+                               retry_after=verdict.retry_after)
     async with ctx.pool.acquire() as conn:
         creds = await people.get_credentials(conn, username)
     ok = people.verify_password(creds["password_hash"] if creds else None, password)
     if not ok or creds is None or creds["disabled"]:
-        async with ctx.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, ctx.limits.login_lockout_seconds)
-            await pipe.execute()
+        await throttle.failed(ctx.redis, ctx.limits, username=username, address=source)
         await audit.record(ctx.pool, actor_kind="anonymous", actor_id=username[:64],
                            action="auth.login", outcome="failure", details={"source": source})
         raise AuthenticationError("wrong username or password")
-    await ctx.redis.delete(key)
-    lifetime = lifetime or ctx.limits.jwt_lifetime_seconds
+    await throttle.succeeded(ctx.redis, username=username, address=source)
+    return dict(creds)
+
+
+async def login(ctx: ApiContext, *, username: str, password: str, source: str) -> IssuedTokens:
+    """Check a password and open a session (a short access token and a refresh token)."""
+    creds = await _check_password(ctx, username=username, password=password, source=source)
+    async with ctx.pool.acquire() as conn:
+        session_id, refresh_token = await sessions.open_session(
+            conn, person_id=creds["id"], token_version=creds["token_version"],
+            lifetime_seconds=ctx.limits.refresh_lifetime_seconds, source=source,
+            secret_key=ctx.settings.secret_key)
+    await audit.record(ctx.pool, actor_kind="person", actor_id=str(creds["id"]),
+                       action="auth.login", outcome="success", details={"source": source})
+    return _issue(ctx, person_id=creds["id"], version=creds["token_version"],
+                  session_id=session_id, refresh_token=refresh_token)
+
+
+async def refresh(ctx: ApiContext, *, refresh_token: str) -> IssuedTokens:
+    """A new access token and refresh token for a live session (the old refresh token is
+    spent; presenting it again ends the session)."""
+    if not refresh_token.startswith(sessions.REFRESH_PREFIX) or len(refresh_token) > 64:
+        raise AuthenticationError("invalid or expired refresh token")
+    async with ctx.pool.acquire() as conn:
+        session, new_token = await sessions.refresh_session(
+            conn, token=refresh_token, secret_key=ctx.settings.secret_key)
+    if session is None or new_token is None:
+        raise AuthenticationError("invalid or expired refresh token")
+    return _issue(ctx, person_id=session["person_id"], version=session["token_version"],
+                  session_id=session["id"], refresh_token=new_token)
+
+
+async def logout(ctx: ApiContext, principal: Principal) -> None:
+    """End the caller's access token and the session it belongs to."""
+    claims = principal.claims
+    assert claims is not None  # the guard admits people only
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await sessions.end_session(
+            conn, session_id=claims.session_id, jti=claims.jti, person_id=claims.person_id,
+            expires_at=datetime.fromtimestamp(claims.expires_at, UTC))
+        await audit.record(conn, actor_kind="person", actor_id=principal.id,
+                           action="auth.logout", outcome="success",
+                           details={"session": str(claims.session_id or "")})
+
+
+async def console_login(ctx: ApiContext, *, username: str, password: str, source: str,
+                        lifetime: int) -> tuple[str, int]:
+    """Check a password (throttled like ``login``) and issue a console session token
+    (``UI_AUDIENCE``, carrying the person's token version, so a password change or a disable
+    ends it like an API token)."""
+    creds = await _check_password(ctx, username=username, password=password, source=source)
     token = issue_person_token(secret=ctx.settings.jwt_secret, person_id=creds["id"],
-                               lifetime=lifetime, audience=audience)
+                               lifetime=lifetime, version=creds["token_version"],
+                               audience=UI_AUDIENCE)
     await audit.record(ctx.pool, actor_kind="person", actor_id=str(creds["id"]),
                        action="auth.login", outcome="success",
-                       details={"source": source, "audience": audience})
+                       details={"source": source, "audience": UI_AUDIENCE})
     return token, lifetime

@@ -28,5 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hearth-metrics-")
     uvicorn.run("api.app:serve_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, loop="uvloop", http="httptools", lifespan="on",
-                access_log=False, log_config=None, server_header=False)
+                access_log=False, log_config=None, server_header=False,
+                # X-Forwarded-For is read by the app, from HEARTH_TRUSTED_PROXIES only
+                proxy_headers=False)
     return 0

@@ -39,9 +39,10 @@ def _reject_nul(value: object, where: str) -> None:
 
 class Request(BaseModel):
     """A request body: unknown fields are refused, and so is a NUL character anywhere
-    (no Hearth value can hold one, and PostgreSQL text cannot store it)."""
+    (no Hearth value can hold one, and PostgreSQL text cannot store it); strict, so
+    ``"123"`` is not a number and ``"yes"`` not true."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -66,7 +67,15 @@ class AccessToken(Response):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a scheme name)
     expires_in: int
-    """Seconds until the token expires."""
+    """Seconds until the access token expires."""
+    refresh_token: str
+    """Spent by ``POST /api/v1/auth/refresh`` for a new pair; valid ``refresh_expires_in``
+    seconds unless the session ends first (logout, new password, disable)."""
+    refresh_expires_in: int
+
+
+class RefreshRequest(Request):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=128)]
 
 
 # --- people ---------------------------------------------------------------------

@@ -95,6 +95,7 @@ def demo_environment(port: int) -> dict[str, str]:
 
 async def _prepare(env: dict[str, str], names: list[str] | None) -> list[str]:
     # imported when the command runs: keeps `hearth --help` fast
+    from engine import tenant_vault
     from engine.db import appliances, people, tenants
     from engine.db.migrate import apply_migrations
     from engine.db.pool import create_pool
@@ -116,6 +117,9 @@ async def _prepare(env: dict[str, str], names: list[str] | None) -> list[str]:
                                  author=signature("hearth demo", "demo@hearth.invalid"))
                 tenant = await tenants.insert_tenant(conn, name=TENANT,
                                                      display_name="Bright Smile Dental")
+                # example-config-repo's values are encrypted with the demo password
+                await tenant_vault.store_initial(conn, settings, tenant_id=tenant["id"],
+                                                 password=settings.ansible_vault_password)
                 _log(f"tenant {TENANT} created from example-config-repo")
             if await people.get_credentials(conn, "admin") is None:
                 await people.insert_person(conn, username="admin", is_admin=True,

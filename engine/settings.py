@@ -12,6 +12,7 @@ check that docker-compose and the Kubernetes ConfigMap/Secret set each one.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -62,6 +63,41 @@ class Settings(BaseModel):
         alias="HEARTH_HEARTBEAT_INTERVAL")
     """Seconds between an agent's heartbeats: the agent is told it, the API acknowledges with
     it, and an appliance silent for three intervals is Missing."""
+
+    trusted_proxies: str = Field(default="none", alias="HEARTH_TRUSTED_PROXIES")
+    """Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For
+    the API believes ("none": it believes no one and uses the connection's address)."""
+    vault_kek: str | None = Field(default=None, alias="HEARTH_VAULT_KEK", repr=False)
+    """Key-encryption key for the per-tenant vault passwords stored in PostgreSQL (at least
+    32 characters); when unset, a key derived from SECRET_KEY is used."""
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``trusted_proxies`` parsed (empty for "none")."""
+        if self.trusted_proxies.strip().lower() in {"", "none"}:
+            return ()
+        return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                     for part in self.trusted_proxies.split(",") if part.strip())
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        if value.strip().lower() in {"", "none"}:
+            return "none"
+        for part in value.split(","):
+            try:
+                ipaddress.ip_network(part.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not an address or network; "
+                                 "use e.g. 10.0.0.0/8,192.0.2.7 or none") from None
+        return value
+
+    @field_validator("vault_kek")
+    @classmethod
+    def _check_kek(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode()) < _KEY_MIN_LENGTH:
+            raise ValueError(f"must be at least {_KEY_MIN_LENGTH} characters")
+        return value
 
     @property
     def heartbeat_interval(self) -> timedelta:

@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import tenant_vault
 from engine.db import tenants
 from engine.db.pool import create_pool
 from engine.errors import ConflictError
@@ -30,10 +31,15 @@ class CreatedTenant:
     name: str
     repo_path: Path
     commit: str
+    vault_password: str
+    """The tenant's own ansible-vault password (``engine.tenant_vault``), shown once."""
 
 
 async def create_tenant(settings: Settings, *, name: str, source: Path,
-                        display_name: str | None, requested_by: str) -> CreatedTenant:
+                        display_name: str | None, requested_by: str,
+                        vault_password: str | None = None) -> CreatedTenant:
+    """Row, vault password and repository together; ``vault_password`` is the password the
+    source's vault values are encrypted with (None: a new one is generated)."""
     check_tenant_name(name)
     snapshot = validate_worktree(source, reader=SnapshotReader())
     title = display_name or snapshot.config.tenant.spec.display_name
@@ -45,7 +51,9 @@ async def create_tenant(settings: Settings, *, name: str, source: Path,
         async with pool.acquire() as conn, conn.transaction():
             if await tenants.get_tenant_by_name(conn, name) is not None:
                 raise ConflictError(f"tenant {name!r} already exists")
-            await tenants.insert_tenant(conn, name=name, display_name=title)
+            row = await tenants.insert_tenant(conn, name=name, display_name=title)
+            password = await tenant_vault.store_initial(conn, settings, tenant_id=row["id"],
+                                                        password=vault_password)
             author = signature(requested_by, f"{requested_by}@hearth.invalid")
             try:
                 commit = store.create(name, source, author=author)
@@ -59,7 +67,8 @@ async def create_tenant(settings: Settings, *, name: str, source: Path,
         raise
     finally:
         await pool.close()
-    return CreatedTenant(name=name, repo_path=store.path(name), commit=commit)
+    return CreatedTenant(name=name, repo_path=store.path(name), commit=commit,
+                         vault_password=password)
 
 
 async def _row_exists(pool, name: str) -> bool:

@@ -164,11 +164,16 @@ FactValue = Annotated[str, Field(max_length=512)] | int | float | bool | None
 
 
 class Heartbeat(Observed):
-    """``POST /api/v1/heartbeat``: the appliance is the token's, never the body's."""
+    """``POST /api/v1/heartbeat``: the appliance is the token's, never the body's.
+
+    Strict at the top level: a sequence sent as ``"123"`` is refused, not coerced
+    (``sent_at`` alone is parsed from its ISO text)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     sequence: Annotated[int, Field(ge=0, le=2**62)]
     """Strictly increasing per appliance; persisted on the box across restarts."""
-    sent_at: AwareDatetime
+    sent_at: Annotated[AwareDatetime, Field(strict=False)]
     agent_version: Annotated[str, Field(min_length=1, max_length=64)]
     applied_revision: Revision | None = None
     """The commit the last successful run converged the box to, as the box recorded it."""

@@ -37,7 +37,8 @@ BranchName = Annotated[str, Field(min_length=1, max_length=200,
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a request that says "1" where a number belongs is refused, not coerced
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PullCreate(_Request):

@@ -1,12 +1,16 @@
-"""One appliance: its status, its token (rotate, revoke) and its desired config."""
+"""One appliance: its status, its token (rotate, revoke) and its desired config.
+
+The config view carries vault ciphertext only for the roles that manage the
+appliance (and the appliance itself); auditors see it redacted.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Response, delete, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter
 
@@ -15,7 +19,7 @@ from api.errors import problem_responses
 from api.models import ApplianceCredentials, ApplianceOut
 from api.status_view import appliance_view
 from engine.db import appliances, audit
-from schemas.config import DesiredAppliance
+from schemas.config import VAULT_PREFIX, DesiredAppliance
 
 _ERRORS = problem_responses(401, 403, 404)
 
@@ -63,7 +67,7 @@ async def revoke_token(appliance_id: FromPath[uuid.UUID], conn: Conn, principal:
                 304: ResponseSpec(None, description="Not modified (If-None-Match matched)")},
      summary="Desired state at the head of the tenant's main; ETag is the commit id")
 async def get_config(
-    appliance_id: FromPath[uuid.UUID], ctx: Ctx, appliance_row: ApplianceRow,
+    appliance_id: FromPath[uuid.UUID], ctx: Ctx, appliance_row: ApplianceRow, request: Request,
     if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match", max_length=200)]
     = None,
 ) -> Response[DesiredAppliance | None]:
@@ -72,7 +76,27 @@ async def get_config(
     wanted = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
     if etag in wanted or "*" in wanted:
         return Response(None, status_code=304, headers={"ETag": etag})
-    return Response(desired.appliance, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    body: Any = desired.appliance
+    if request.state.role not in VAULT_READERS:
+        body = redact_vault_values(desired.appliance.model_dump(mode="json"))
+    return Response(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+VAULT_READERS = frozenset({"admin", "operator", "appliance"})
+"""Roles whose config views include vault ciphertext; auditors and customers see
+``REDACTED`` in its place (issue 16: a leaked view must not help a vault attack)."""
+REDACTED = "$ANSIBLE_VAULT;redacted"
+
+
+def redact_vault_values(value: Any) -> Any:
+    """``value`` with every ansible-vault ciphertext replaced by ``REDACTED``."""
+    if isinstance(value, str):
+        return REDACTED if value.lstrip().startswith(VAULT_PREFIX) else value
+    if isinstance(value, dict):
+        return {key: redact_vault_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_vault_values(item) for item in value]
+    return value
 
 
 ROUTES = [get_appliance, rotate_token, revoke_token, get_config]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from litestar import Request, get, post, put
@@ -10,6 +11,7 @@ from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
 from api.deps import Caller, Ctx, TenantRow
 from api.errors import problem_responses
+from api.routes.appliances import VAULT_READERS
 from engine.pulls.service import PullRequests
 from schemas.pulls import (
     FileWrite,
@@ -57,9 +59,32 @@ async def get_pull(tenant: FromPath[str], number: Number, ctx: Ctx, tenant_row: 
 
 @get(_BASE + "/{number:int}/diff", opt={"permission": "pulls.diff"}, tags=["pulls"],
      responses=_ERRORS, summary="Changed files and the unified diff against main")
-async def get_diff(tenant: FromPath[str], number: Number, ctx: Ctx, tenant_row: TenantRow
-                   ) -> PullDiff:
-    return await _service(ctx).diff(tenant_row, number)
+async def get_diff(tenant: FromPath[str], number: Number, ctx: Ctx, tenant_row: TenantRow,
+                   request: Request) -> PullDiff:
+    diff = await _service(ctx).diff(tenant_row, number)
+    if request.state.role not in VAULT_READERS:
+        diff = diff.model_copy(update={"patch": redact_vault_lines(diff.patch)})
+    return diff
+
+
+_VAULT_BODY_LINE = re.compile(r"^([+\- ]\s*)[0-9a-f]+\s*$")
+
+
+def redact_vault_lines(patch: str) -> str:
+    """A unified diff with the hex lines of every vault value (the lines after a
+    ``$ANSIBLE_VAULT;`` header) replaced by one marker line."""
+    out: list[str] = []
+    in_vault = False
+    for line in patch.split("\n"):
+        match = _VAULT_BODY_LINE.match(line) if in_vault else None
+        if match:
+            marker = f"{match.group(1)}<vault ciphertext redacted>"
+            if out[-1] != marker:
+                out.append(marker)
+            continue
+        in_vault = "$ANSIBLE_VAULT;" in line
+        out.append(line)
+    return "\n".join(out)
 
 
 @post(_BASE + "/{number:int}/reviews", opt={"permission": "pulls.review"}, tags=["pulls"],

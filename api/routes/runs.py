@@ -5,12 +5,19 @@ added, so it survives a Redis flush (the resync re-adds queued requests); the
 worker that takes the appliance claims it. ``/runs/{id}/events`` streams the
 run's event log as server-sent events: what is stored first, then new events
 as the worker writes them, then one ``end`` event when the run is finished.
+A stream re-checks its caller every ``Limits.stream_recheck_seconds`` (one
+query: disabled, membership gone, password changed or logged out end it with
+an ``end`` event whose status is ``access-ended``), sends a keepalive comment
+when idle for ``Limits.stream_keepalive_seconds``, and closes after
+``Limits.stream_max_seconds`` (``end`` with status ``reconnect``; the client
+resumes with ``after=`` the last id it saw).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -22,9 +29,9 @@ from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import Principal
+from api.auth import Principal, still_permitted
 from api.context import ApiContext
-from api.deps import ApplianceRow, Caller, Conn, Ctx
+from api.deps import ApplianceRow, Caller, Conn, Ctx, TenantRow
 from api.errors import problem_responses
 from engine.db import audit
 from engine.db import runs as run_db
@@ -35,7 +42,7 @@ _FINISHED = {"succeeded", "failed", "interrupted"}
 
 
 class SyncRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     dry_run: bool = False
     """Run Ansible in check mode with diff: nothing on the appliance changes."""
@@ -127,19 +134,40 @@ async def get_run(run_id: Annotated[int, PathParameter(ge=1, le=2**62)], conn: C
      responses=_ERRORS, media_type="text/event-stream",
      summary="The run's events as server-sent events, live until it ends")
 async def run_events(run_id: Annotated[int, PathParameter(ge=1, le=2**62)], ctx: Ctx,
+                     principal: Caller, tenant_row: TenantRow,
                      after: Annotated[int, QueryParameter(ge=-1, le=2**31)] = -1
                      ) -> ServerSentEvent:
     async with ctx.pool.acquire() as conn:
         await run_db.get_run(conn, run_id)  # 404 before the stream starts
-    return ServerSentEvent(event_stream(ctx, run_id, after=after))
+    return ServerSentEvent(event_stream(ctx, run_id, after=after, principal=principal,
+                                        tenant_id=tenant_row["id"]))
 
 
-async def event_stream(ctx: ApiContext, run_id: int, *, after: int
-                       ) -> AsyncIterator[ServerSentEventMessage]:
+async def event_stream(ctx: ApiContext, run_id: int, *, after: int, principal: Principal,
+                       tenant_id: int) -> AsyncIterator[ServerSentEventMessage]:
     """The run's events after ``after``, live until the run ends, then one ``end`` event
-    (the API's and the console's stream)."""
+    (the API's and the console's stream). Every ``stream_recheck_seconds`` the caller's
+    access is checked again (a removed membership, a disabled person or a changed password
+    ends the stream with status ``access-ended``); a quiet stream gets a keepalive comment;
+    a stream ends after ``stream_max_seconds`` with status ``reconnect``."""
+    limits = ctx.limits
+
+    def end(status: str) -> ServerSentEventMessage:
+        return ServerSentEventMessage(data=json.dumps({"event": "end", "status": status}),
+                                      event="end")
+
     last = after
+    started = checked = quiet_since = time.monotonic()
     while True:
+        now = time.monotonic()
+        if now - checked >= limits.stream_recheck_seconds:
+            checked = now
+            if not await still_permitted(ctx, principal, "runs.events", tenant_id=tenant_id):
+                yield end("access-ended")
+                return
+        if now - started >= limits.stream_max_seconds:
+            yield end("reconnect")
+            return
         async with ctx.pool.acquire() as conn:
             events = await run_db.events_after(conn, run_id, after=last)
             run = await run_db.get_run(conn, run_id)
@@ -147,12 +175,17 @@ async def event_stream(ctx: ApiContext, run_id: int, *, after: int
             last = event["seq"]
             yield ServerSentEventMessage(data=json.dumps(event["data"], default=str),
                                          event="event", id=str(last))
-        if not events and run["status"] in _FINISHED:
-            yield ServerSentEventMessage(
-                data=json.dumps({"event": "end", "status": run["status"]}), event="end")
+        if events:
+            quiet_since = time.monotonic()
+            continue
+        if run["status"] in _FINISHED:
+            yield end(run["status"])
             return
-        if not events:
-            await asyncio.sleep(0.5)
+        if time.monotonic() - quiet_since >= limits.stream_keepalive_seconds:
+            quiet_since = time.monotonic()
+            yield ServerSentEventMessage(comment="keepalive", data=None)
+        await asyncio.sleep(min(0.5, limits.stream_recheck_seconds,
+                                limits.stream_keepalive_seconds))
 
 
 ROUTES = [request_sync, get_diff, list_runs, get_run, run_events]

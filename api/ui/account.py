@@ -89,8 +89,10 @@ async def _as_person(request: Request, method: str, path: str,
                      body: dict[str, Any] | None = None) -> httpx.Response:
     """Call an API route of this app in process as the logged-in person."""
     ctx: ApiContext = request.app.state.ctx
+    principal = principal_of(request)
+    version = principal.claims.version if principal.claims is not None else 0
     token = issue_person_token(secret=ctx.settings.jwt_secret,
-                               person_id=int(principal_of(request).id or 0), lifetime=60)
+                               person_id=int(principal.id or 0), lifetime=60, version=version)
     transport = httpx.ASGITransport(app=request.app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://console.internal",
                                  headers={"Authorization": f"Bearer {token}"},

@@ -175,7 +175,9 @@ async def run_events(request: Request, run_id: RunId,
     ctx = _ctx(request)
     async with ctx.pool.acquire() as conn:
         await run_db.get_run(conn, run_id)
-    return ServerSentEvent(event_stream(ctx, run_id, after=after))
+    return ServerSentEvent(event_stream(ctx, run_id, after=after,
+                                        principal=principal_of(request),
+                                        tenant_id=request.state.tenant["id"]))
 
 
 def _applied(ctx: ApiContext, tenant: str, merge: str | None, applied: list[str | None]

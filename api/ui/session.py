@@ -38,7 +38,7 @@ from litestar.response import Redirect, Template
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pydantic import BaseModel, Field
 
-from api.auth import UI_AUDIENCE, decode_person_claims, login, person_principal
+from api.auth import UI_AUDIENCE, console_login, decode_person_token, person_principal
 from api.context import ApiContext
 from api.ui.web import UI, page, principal_of
 from engine.errors import AuthenticationError, RateLimitedError
@@ -107,13 +107,13 @@ def session_middleware(app: ASGIApp) -> ASGIApp:
 
 async def _session_principal(ctx: ApiContext, token: str) -> Any:
     try:
-        claims = decode_person_claims(secret=ctx.settings.jwt_secret, token=token,
-                                      audience=UI_AUDIENCE)
+        claims = decode_person_token(secret=ctx.settings.jwt_secret, token=token,
+                                     audience=UI_AUDIENCE)
     except AuthenticationError:
         return None
-    if await ctx.redis.exists(_LOGGED_OUT + str(claims.get("jti"))):
+    if await ctx.redis.exists(_LOGGED_OUT + str(claims.jti)):
         return None
-    return await person_principal(ctx, int(claims["sub"]))
+    return await person_principal(ctx, claims)
 
 
 def _session_cookie(value: str, max_age: int) -> Cookie:
@@ -150,9 +150,9 @@ async def login_submit(
     ctx: ApiContext = request.app.state.ctx
     source = request.client.host if request.client else "unknown"
     try:
-        token, lifetime = await login(ctx, username=data.username, password=data.password,
-                                      source=source, audience=UI_AUDIENCE,
-                                      lifetime=SESSION_SECONDS)
+        token, lifetime = await console_login(ctx, username=data.username,
+                                              password=data.password, source=source,
+                                              lifetime=SESSION_SECONDS)
     except (AuthenticationError, RateLimitedError) as exc:
         message = ("Too many failed attempts; try again later."
                    if isinstance(exc, RateLimitedError) else "Wrong username or password.")
@@ -168,10 +168,10 @@ async def logout(request: Request) -> Redirect:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         try:
-            claims = decode_person_claims(secret=ctx.settings.jwt_secret, token=token,
-                                          audience=UI_AUDIENCE)
-            ttl = max(1, int(claims["exp"]) - int(time.time()) + 10)
-            await ctx.redis.set(_LOGGED_OUT + str(claims.get("jti")), b"1", ex=ttl)
+            claims = decode_person_token(secret=ctx.settings.jwt_secret, token=token,
+                                         audience=UI_AUDIENCE)
+            ttl = max(1, claims.expires_at - int(time.time()) + 10)
+            await ctx.redis.set(_LOGGED_OUT + str(claims.jti), b"1", ex=ttl)
         except AuthenticationError:
             pass
     return Redirect(f"{UI}/login", status_code=303, cookies=[_session_cookie("", 0)])

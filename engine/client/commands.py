@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     login.add_argument("--password-stdin", action="store_true")
     add_client_options(login)
     login.set_defaults(handler=_login)
+    logout = subparsers.add_parser("logout", help="end the saved session")
+    add_client_options(logout)
+    logout.set_defaults(handler=_logout)
 
     app = subparsers.add_parser("app", help="appliances: list, get, diff, sync")
     app_sub = app.add_subparsers(dest="app_command", required=True)
@@ -55,9 +58,9 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def client_from_args(args: argparse.Namespace) -> Any:
-    from engine.client.api import ApiClient, saved_token  # httpx: only when a command runs
+    from engine.client.api import client_for  # httpx: only when a command runs
 
-    return ApiClient(args.api, saved_token(args.token))
+    return client_for(args.api, args.token)
 
 
 def _login(args: argparse.Namespace) -> int:
@@ -67,6 +70,14 @@ def _login(args: argparse.Namespace) -> int:
 
     saved = login(args.api, args.username, password)
     print(f"logged in as {args.username}; token saved to {saved}")
+    return 0
+
+
+def _logout(args: argparse.Namespace) -> int:
+    from engine.client.api import logout  # httpx: only when a command runs
+
+    logout(args.api)
+    print("logged out")
     return 0
 
 

@@ -7,6 +7,7 @@ username exists.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
@@ -58,7 +59,8 @@ async def get_person(conn: asyncpg.Connection, person_id: int) -> dict[str, Any]
 async def get_credentials(conn: asyncpg.Connection, username: str) -> dict[str, Any] | None:
     """id, password hash and flags of ``username``, or None."""
     row = await conn.fetchrow(
-        "SELECT id, username, password_hash, is_admin, disabled FROM people WHERE username = $1",
+        "SELECT id, username, password_hash, is_admin, disabled, token_version FROM people "
+        "WHERE username = $1",
         username,
     )
     return dict(row) if row else None
@@ -77,6 +79,9 @@ async def update_person(
                 password_hash = COALESCE($2, password_hash),
                 is_admin = COALESCE($3, is_admin),
                 disabled = COALESCE($4, disabled),
+                -- a new password or a disable ends every token issued before
+                token_version = token_version
+                    + CASE WHEN $2 IS NOT NULL OR $4 IS TRUE THEN 1 ELSE 0 END,
                 updated_at = now()
              WHERE id = $1 RETURNING {_COLUMNS}""",  # noqa: S608
         person_id, hash_password(password) if password is not None else None, is_admin, disabled,
@@ -96,10 +101,16 @@ async def memberships_of(conn: asyncpg.Connection, person_id: int) -> list[dict[
     return [dict(r) for r in rows]
 
 
-async def principal_row(conn: asyncpg.Connection, person_id: int) -> dict[str, Any] | None:
-    """The person with their memberships in one round trip, for authentication."""
+async def principal_row(conn: asyncpg.Connection, person_id: int, *, jti: str | None = None,
+                        session_id: uuid.UUID | None = None) -> dict[str, Any] | None:
+    """The person with their memberships in one round trip, for authentication; ``revoked``
+    is true when the access token ``jti`` was logged out or its session ended."""
     row = await conn.fetchrow(
-        """SELECT p.id, p.username, p.is_admin, p.disabled,
+        """SELECT p.id, p.username, p.is_admin, p.disabled, p.token_version,
+                  EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = $2)
+                  OR ($3::uuid IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM sessions s WHERE s.id = $3 AND s.person_id = p.id
+                           AND s.revoked_at IS NULL)) AS revoked,
                   COALESCE(jsonb_object_agg(t.name, jsonb_build_array(t.id, m.role))
                            FILTER (WHERE t.id IS NOT NULL), '{}'::jsonb) AS roles
              FROM people p
@@ -107,7 +118,7 @@ async def principal_row(conn: asyncpg.Connection, person_id: int) -> dict[str, A
              LEFT JOIN tenants t ON t.id = m.tenant_id
             WHERE p.id = $1
             GROUP BY p.id""",
-        person_id,
+        person_id, jti, session_id,
     )
     return dict(row) if row else None
 

@@ -47,6 +47,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
+from engine import tenant_vault
 from engine.db import appliances as appliance_db
 from engine.db import runs as run_db
 from engine.db import tenants as tenant_db
@@ -58,7 +59,6 @@ from engine.execution.extravars import (
     Secrets,
     appliance_vars,
     build_extravars,
-    decrypt_vault_value,
     password_hashes,
     samba_passwords,
 )
@@ -394,14 +394,19 @@ class Reconciler:
         return Target(name=member.name, address=member.row["address"])
 
     async def _decrypt(self, member: Member) -> tuple[dict[str, str], dict[str, str]]:
-        """Password hashes and Samba passwords of ``member`` from the vault values."""
+        """Password hashes and Samba passwords of ``member`` from the vault values, with
+        the tenant's own vault passwords (``engine.tenant_vault``: the current one, and the
+        one before during a rotation's transition)."""
         desired = member.desired
         assert desired is not None
+        async with self.pool.acquire() as conn:
+            passwords = await tenant_vault.passwords_for(conn, self.settings,
+                                                         tenant=desired.tenant)
 
         def decrypt_all() -> tuple[dict[str, str], dict[str, str]]:
             # vault decryption is PBKDF2, CPU-bound: one thread hop for both kinds
             def decrypt(value: str) -> str:
-                return decrypt_vault_value(value, self.settings.ansible_vault_password)
+                return tenant_vault.decrypt_with(value, passwords)
             return password_hashes(desired, decrypt), samba_passwords(desired, decrypt)
 
         return await asyncio.to_thread(decrypt_all)

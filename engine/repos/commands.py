@@ -33,7 +33,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--from", dest="source", type=Path, default=EXAMPLE_REPO,
                         help="directory for the first commit (default: the example repo)")
     create.add_argument("--display-name", help="defaults to tenant.yaml's display_name")
+    create.add_argument("--vault-password-stdin", action="store_true",
+                        help="read the password the repo's vault values are encrypted with "
+                             "(default: generate the tenant's own and print it once)")
     create.set_defaults(handler=_tenant_create)
+    rotate = tenant_sub.add_parser(
+        "rotate-vault", help="give a tenant a new vault password; the old one is accepted "
+                             "for a transition period while its repo is re-encrypted")
+    rotate.add_argument("name")
+    rotate.add_argument("--transition-days", type=float, default=7.0)
+    rotate.set_defaults(handler=_tenant_rotate_vault)
+    show = tenant_sub.add_parser("vault-password", help="print a tenant's current vault "
+                                                        "password (to encrypt values with)")
+    show.add_argument("name")
+    show.set_defaults(handler=_tenant_vault_password)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -116,8 +129,40 @@ def _tenant_create(args: argparse.Namespace) -> int:
     from engine.tenants import create_tenant
 
     settings = load_settings()
+    password = sys.stdin.readline().rstrip("\n") if args.vault_password_stdin else None
     result = asyncio.run(create_tenant(
         settings, name=args.name, source=args.source, display_name=args.display_name,
-        requested_by="hearth-cli"))
+        requested_by="hearth-cli", vault_password=password))
     print(f"tenant {result.name} created: repo {result.repo_path}, main at {result.commit}")
+    if password is None:
+        print(f"vault password (encrypt the tenant's values with it; "
+              f"'hearth tenant vault-password {result.name}' prints it again):\n"
+              f"{result.vault_password}")
+    return 0
+
+
+def _tenant_rotate_vault(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
+    import asyncio
+    from datetime import timedelta
+
+    from engine import tenant_vault
+    from engine.settings import load_settings
+
+    password = asyncio.run(tenant_vault.rotate_tenant(
+        load_settings(), tenant=args.name, transition=timedelta(days=args.transition_days)))
+    print(f"tenant {args.name}: new vault password (the previous one is accepted for "
+          f"{args.transition_days:g} more days; re-encrypt the repo's values with this):\n"
+          f"{password}")
+    return 0
+
+
+def _tenant_vault_password(args: argparse.Namespace) -> int:
+    # imported when the command runs: keeps `hearth --help` fast
+    import asyncio
+
+    from engine import tenant_vault
+    from engine.settings import load_settings
+
+    print(asyncio.run(tenant_vault.current_password(load_settings(), tenant=args.name)))
     return 0

@@ -57,7 +57,8 @@ def operations(app) -> list[tuple[str, str, str]]:
     ops = [(method.upper(), path, handlers[(method.upper(), path)])
            for path, item in doc["paths"].items() for method in item
            if method in ("get", "post", "put", "patch", "delete")]
-    return sorted(ops, key=lambda op: (ORDER[op[0]], op[1]))
+    # logging out ends the caller's token: last, after every other route
+    return sorted(ops, key=lambda op: (op[1] == "/api/v1/auth/logout", ORDER[op[0]], op[1]))
 
 
 # The expected outcome of every operation for every caller, written out by hand from
@@ -90,6 +91,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/appliances/{appliance_id}/sync"):         "ok  ok  403 403 404 401 401",
     ("POST", "/api/v1/appliances/{appliance_id}/token"):        "ok  ok  403 403 404 401 401",
     ("POST", "/api/v1/auth/token"):                             "ok  ok  ok  ok  ok  ok  ok",
+    # the refresh token in the body is the credential (a fresh login's, per call)
+    ("POST", "/api/v1/auth/refresh"):                           "ok  ok  ok  ok  ok  ok  ok",
+    ("POST", "/api/v1/auth/logout"):                            "ok  ok  ok  ok  ok  401 401",
     ("POST", "/api/v1/heartbeat"):                              "401 401 401 401 401 ok  401",
     ("POST", "/api/v1/heartbeat/reenrol"):                      "401 401 401 401 401 ok  401",
     ("POST", "/api/v1/me/tokens"):                              "ok  ok  ok  ok  ok  401 401",
@@ -139,6 +143,10 @@ async def call(client: AsyncTestClient, world: World, method: str, path: str, wh
     body = BODIES.get((method, path))
     if (method, path) == ("POST", "/api/v1/heartbeat"):
         body = beat(1)
+    if (method, path) == ("POST", "/api/v1/auth/refresh"):
+        login = await client.post("/api/v1/auth/token",
+                                  json={"username": "customer", "password": PASSWORD})
+        body = {"refresh_token": login.json()["refresh_token"]}
     return await client.request(method, url(world, path, tenant), headers=world.auth(who),
                                 json=body if body is not None or method in ("POST", "PUT", "PATCH")
                                 else None)
