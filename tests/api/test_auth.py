@@ -208,7 +208,8 @@ async def test_each_denial_is_audited_with_who_what_where_and_why(client, world)
     # no role in the tenant: 404, and the audit row does not name the tenant
     other = await client.get(f"/api/v1/appliances/{appliance}", headers=world.auth("other-operator"))
     assert other.status_code == 404
-    # a tenant that does not exist: 404 and nothing to audit
+    # a tenant that does not exist: the same 404, audited the same way (equal cost, no
+    # existence told by timing)
     assert (await client.get("/api/v1/tenants/nosuch", headers=world.auth("operator"))
             ).status_code == 404
     assert await _denials(world) == [
@@ -219,7 +220,9 @@ async def test_each_denial_is_audited_with_who_what_where_and_why(client, world)
          {"reason": "role"}),
         ("person", str(world.person_ids["other-operator"]), None,
          "permission.denied:appliances.get", "denied", f"/api/v1/appliances/{appliance}",
-         {"reason": "not-member"}),
+         {"reason": "not-found-or-not-member"}),
+        ("person", str(world.person_ids["operator"]), None, "permission.denied:tenants.get",
+         "denied", "/api/v1/tenants/nosuch", {"reason": "not-found-or-not-member"}),
     ]
 
 

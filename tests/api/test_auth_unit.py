@@ -44,7 +44,8 @@ def test_issued_token_carries_exactly_these_claims() -> None:
     after = int(time.time())
     claims = _claims(token)
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
-    assert sorted(claims) == ["aud", "exp", "iat", "iss", "jti", "nbf", "sub"]
+    assert sorted(claims) == ["aud", "exp", "iat", "iss", "jti", "nbf", "sub", "ver"]
+    assert claims["ver"] == 0
     assert (claims["sub"], claims["aud"], claims["iss"]) == ("42", "hearth-api", "hearth")
     assert before <= claims["iat"] <= after
     assert claims["nbf"] == claims["iat"]
@@ -60,12 +61,12 @@ def test_two_tokens_have_different_ids() -> None:
 
 def test_an_issued_token_decodes_to_its_person() -> None:
     assert decode_person_token(secret=SECRET, token=issue_person_token(
-        secret=SECRET, person_id=7, lifetime=60)) == 7
+        secret=SECRET, person_id=7, lifetime=60)).person_id == 7
 
 
 def test_a_token_expired_within_the_five_second_leeway_is_accepted() -> None:
     now = int(time.time())
-    assert decode_person_token(secret=SECRET, token=_sign(_valid(iat=now - 60, exp=now - 2))) == 42
+    assert decode_person_token(secret=SECRET, token=_sign(_valid(iat=now - 60, exp=now - 2))).person_id == 42
 
 
 @pytest.mark.parametrize("make", [
