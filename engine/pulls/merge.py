@@ -9,7 +9,7 @@ blocks it. Pull requests authored by a customer or the assistant always need
 at least one operator or admin approval, whatever the policy says.
 
 The merge commit has ``main`` as first parent and the branch head as second,
-and its message carries the trailers of DESIGN.md invariant 2
+and its message carries the trailers of docs/architecture.md's invariants
 (``Pull-Request``, ``Requested-by``, ``Approved-by``, ``Merged-by``,
 ``Support-Request``). ``main`` moves only if it still points where the merge
 started (``RepoStore.move_branch``); when a concurrent merge moved it, the

@@ -29,6 +29,7 @@ from ruamel.yaml.error import YAMLError
 
 from engine.errors import ConfigError, ConfigIssue, InvalidInputError
 from engine.repos.reader import parse_document
+from engine.repos.yaml_loader import YamlError, load_yaml
 from schemas.config import kind_for_path
 
 PathStep = str | int
@@ -53,7 +54,15 @@ _INDENTS = ((2, 4, 2), (2, 2, 0), (4, 4, 2), (4, 6, 4), (2, 4, 0))
 
 
 def _load_with_style(text: str, file: str) -> tuple[YAML, Any]:
-    """Load ``text`` with the indentation style that re-emits it unchanged (or the common one)."""
+    """Load ``text`` with the indentation style that re-emits it unchanged (or the common one).
+
+    The text first goes through the safe loader every tenant document goes through
+    (no tags but ``!vault``, no anchors or aliases, size, depth and node caps), so the
+    round-trip loader below only ever sees plain data."""
+    try:
+        load_yaml(text, file=file)
+    except YamlError as exc:
+        raise ConfigError([exc.issue]) from None
     chosen = None
     for mapping, sequence, offset in _INDENTS:
         yaml = _yaml()
@@ -70,7 +79,7 @@ def _load_with_style(text: str, file: str) -> tuple[YAML, Any]:
         out = io.StringIO()
         yaml.dump(root, out)
         if out.getvalue() == text:
-            return yaml, yaml.load(text)
+            return yaml, root  # dumping does not change the loaded tree
     assert chosen is not None
     return chosen
 

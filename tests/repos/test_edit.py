@@ -72,3 +72,15 @@ def test_unknown_user_is_an_input_error() -> None:
     with pytest.raises(InvalidInputError, match="no item named 'nobody'"):
         edit_yaml(source, [Edit("set", ("spec", "users", "name=nobody", "uid"), 4000)],
                   file="users.yaml")
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("users:\n  - &u {name: a}\n  - *u\n", "aliases"),
+    ("users:\n  - !!python/object/apply:os.system [id]\n", "not allowed"),
+], ids=["alias", "python-tag"])
+def test_an_edit_never_round_trips_what_the_safe_loader_refuses(text: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        edit_yaml(text.encode(), [Edit(op="set", path=("users", 0, "name"), value="b")],
+                  file="users.yaml")
+    issue = caught.value.issues[0]
+    assert issue.file == "users.yaml" and issue.line in (2, 3) and words in issue.message
